@@ -1,0 +1,137 @@
+"""The teacher stage as a Prefect flow: discover, skip what is paid for, ask the rest, build the dataset.
+
+One ``ask-teacher`` task run per image x prompt, awaited together in this async flow with a bound on
+runs in flight (not ``.map`` on the thread pool: that costs 20-50 ms a run and breaks the per-loop
+client and rate limiter; see DESIGN.md). The flow ends Failed, saying how many, when any request
+failed, so the UI's Retry button re-asks just those (answered ones are skipped by the ledger and the
+task cache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import Failed, State
+
+from tasks.report import publish_run_artifacts
+from tasks.teacher import ask_teacher
+from vqa_distill import progress
+from vqa_distill.atomic import atomic_write_text
+from vqa_distill.dataset import build_dataset
+from vqa_distill.ledger import Ledger, TeacherRecord
+from vqa_distill.plan import RunPlan, plan_run
+from vqa_distill.ratelimit import RateGate
+from vqa_distill.requests import TeacherRequest
+from vqa_distill.runtime import IMAGE_CACHE_SLACK, PreparedImages, TeacherRuntime, install_runtime, uninstall_runtime
+from vqa_distill.settings import TeacherParams, resolve_api_key
+from vqa_distill.summary import RunSummary, summarize
+from vqa_distill.teacher_client import make_client, preflight
+
+SUMMARY_FILE = "summary.json"
+
+
+class RunOutcome:
+    """What the fan-out produced: fresh records (paid now), cache hits, and failed records."""
+
+    def __init__(self) -> None:
+        self.fresh: list[TeacherRecord] = []
+        self.cached = 0
+        self.failures: list[TeacherRecord] = []
+
+
+async def ask_all(plan: RunPlan, params: TeacherParams, ledger: Ledger) -> RunOutcome:
+    """Run one ask-teacher task per request, at most ``concurrency`` in flight; collect the outcomes."""
+    api_key = resolve_api_key(params)
+    client = make_client(base_url=params.base_url, api_key=api_key.get_secret_value(), timeout=params.timeout)
+    if params.preflight:
+        await preflight(client, params.model)
+    runtime = TeacherRuntime(
+        client=client,
+        gate=RateGate(params.rpm, params.tpm),
+        ledger=Ledger(params.out),
+        images=PreparedImages(capacity=params.concurrency + IMAGE_CACHE_SLACK),
+    )
+    install_runtime(params.out, runtime)
+    task = ask_teacher.with_options(
+        retries=params.max_retries,
+        retry_delay_seconds=[params.retry_delay * 2**attempt for attempt in range(params.max_retries)] or 0,
+        retry_jitter_factor=0.5 if params.retry_delay > 0 else None,
+    )
+    in_flight = asyncio.Semaphore(params.concurrency)
+    outcome = RunOutcome()
+    total = len(plan.to_ask)
+    done = 0
+
+    async def ask_one(request: TeacherRequest) -> None:
+        nonlocal done
+        async with in_flight:
+            state: State[Any] = await task(request, params.out, return_state=True)
+        collect(state, request, outcome, ledger)
+        done += 1
+        progress.report(done, total)
+
+    try:
+        progress.report(0, total)
+        await asyncio.gather(*(ask_one(request) for request in plan.to_ask))
+    finally:
+        uninstall_runtime(params.out)
+        await runtime.aclose()
+    return outcome
+
+
+def collect(state: State[Any], request: TeacherRequest, outcome: RunOutcome, ledger: Ledger) -> None:
+    """File one task run's final state under fresh, cached or failed (cache hits are copied to this ledger)."""
+    if state.is_completed():
+        record = TeacherRecord(**state.result(_sync=True))  # type: ignore[call-overload]
+        if state.name == "Cached":
+            # Answered by an earlier run (maybe into another folder): no call was made; keep it here too.
+            record.image_path, record.rel_path = request.image_path, request.rel_path
+            ledger.record(record)
+            outcome.cached += 1
+        else:
+            outcome.fresh.append(record)
+        return
+    failed = ledger.get(request.key)
+    if failed is None or failed.status != "failed":  # the task died before it could record why
+        failed = TeacherRecord(
+            key=request.key, status="failed", image_path=request.image_path, rel_path=request.rel_path,
+            sha256=request.sha256, prompt=request.prompt, system=request.system, model=request.model,
+            params=dict(request.params), error_class="TaskRunFailed", error_message=state.message or "failed",
+        )
+    outcome.failures.append(failed)
+
+
+@flow(name="generate", log_prints=False, validate_parameters=True)
+async def generate(params: TeacherParams, only_keys: list[str] | None = None) -> RunSummary:
+    """Ask the teacher about every image of ``params.images`` not answered yet; build the dataset.
+
+    ``only_keys`` (set by retry-failed) limits the questions sent to those request keys.
+    """
+    logger = get_run_logger()
+    with Ledger(params.out) as ledger:
+        plan = plan_run(params, ledger, set(only_keys) if only_keys is not None else None)
+        logger.info(
+            "%d images, %d requests: %d already answered, %d to ask",
+            len(plan.images), len(plan.requests), plan.already_answered, len(plan.to_ask),
+        )
+        outcome = await ask_all(plan, params, ledger) if plan.to_ask else RunOutcome()
+        ledger.export()
+        dataset = build_dataset(ledger, params.out, keys=plan.keys, val_ratio=params.val_ratio, seed=params.seed)
+    summary = summarize(
+        plan, out=str(Path(params.out).resolve()), model=params.model, fresh=outcome.fresh, cached=outcome.cached,
+        failures=outcome.failures, dataset=dataset, flow_run_id=flow_run.id,
+    )
+    atomic_write_text(Path(params.out) / SUMMARY_FILE, json.dumps(summary.model_dump(), indent=2, ensure_ascii=False))
+    await publish_run_artifacts(summary)
+    logger.info("answered now %d, failed %d, train rows %d", summary.answered_now, summary.failed, dataset.train_rows)
+    if summary.failed:
+        return Failed(  # type: ignore[return-value]
+            message=f"{summary.failed} of {len(plan.to_ask)} requests failed (see failed.jsonl in {params.out})",
+            data=summary,
+        )
+    return summary

@@ -1,0 +1,46 @@
+"""Publish a teacher run's summary, failed images and dataset as Prefect artifacts.
+
+The failed-images table is created on every run, empty when nothing failed: artifacts are versioned
+by key, so skipping it would leave an old failure showing as the latest.
+"""
+
+from __future__ import annotations
+
+from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+
+from vqa_distill.summary import RunSummary
+
+SUMMARY_KEY = "teacher-summary"
+FAILED_KEY = "teacher-failed-images"
+DATASET_KEY = "teacher-dataset"
+
+
+async def publish_run_artifacts(summary: RunSummary) -> None:
+    """Create the three artifacts of a teacher run (summary, failed images, dataset)."""
+    await acreate_table_artifact(
+        key=SUMMARY_KEY, table=summary.table_rows(), description=f"Teacher run into {summary.out}"
+    )
+    failed_columns: dict[str, list[str | int]] = {"image": [], "prompt": [], "status": [], "reason": [], "attempts": []}
+    for item in summary.failed_items:
+        for column, value in item.model_dump().items():
+            failed_columns[column].append(value)
+    await acreate_table_artifact(
+        key=FAILED_KEY,
+        table=failed_columns,
+        description=f"{len(summary.failed_items)} image request(s) without a usable answer",
+    )
+    dataset = summary.dataset
+    if dataset is None:
+        markdown = "No dataset was built."
+    else:
+        markdown = "\n".join(
+            [
+                "# Dataset",
+                f"- train: `{dataset.train_path}` ({dataset.train_rows} rows)",
+                f"- val: `{dataset.val_path}` ({dataset.val_rows} rows)" if dataset.val_path else "- val: none",
+                f"- images: {dataset.images}, prompts: {dataset.prompts}",
+                f"- dropped: {dataset.dropped_invalid} invalid, {dataset.dropped_duplicates} duplicate",
+                f"- answer length: {dataset.answer_words_mean} words on average, {dataset.answer_words_max} at most",
+            ]
+        )
+    await acreate_markdown_artifact(key=DATASET_KEY, markdown=markdown)

@@ -1,0 +1,69 @@
+"""The ``ask-teacher`` task: one run per image x prompt, named after the image, retried on transient errors.
+
+Retries belong to Prefect (so each attempt shows in the UI) and only transient errors are retried:
+the retry condition reads the exception from ``state.data``, because in an async task
+``state.result()`` returns a coroutine and never raises (which would silently disable retries).
+The cache key is the request's content key and results are persisted, so a retried task run or a
+flow run retried from the UI returns finished answers without calling the API.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import Task, task
+from prefect.client.schemas.objects import TaskRun
+from prefect.context import TaskRunContext
+from prefect.runtime import flow_run, task_run
+from prefect.states import State
+
+from vqa_distill.errors import TransientTeacherError
+from vqa_distill.ledger import utc_now
+from vqa_distill.outcomes import answer_record, failure_record
+from vqa_distill.requests import TeacherRequest
+from vqa_distill.runtime import current_runtime
+from vqa_distill.teacher_client import ask
+
+
+def request_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
+    """Cache by content: the same image bytes, prompt, system, model and parameters are one answer."""
+    request: TeacherRequest = parameters["request"]
+    return f"ask-teacher-{request.key}"
+
+
+def retry_only_transient(task: Task[Any, Any], run: TaskRun, state: State[Any]) -> bool:
+    """Retry 429s, 5xx, timeouts and broken responses; never a 400 or an undecodable image."""
+    return isinstance(state.data, TransientTeacherError)
+
+
+def task_run_name() -> str:
+    """Name each run after its image, so the UI lists ``ask-teacher[cat_001.jpg]``."""
+    request: TeacherRequest = task_run.parameters["request"]
+    return f"ask-teacher[{request.file_name}]"
+
+
+@task(
+    name="ask-teacher",
+    task_run_name=task_run_name,
+    retry_condition_fn=retry_only_transient,
+    cache_key_fn=request_cache_key,
+    persist_result=True,
+    log_prints=False,
+)
+async def ask_teacher(request: TeacherRequest, out: str) -> dict[str, Any]:
+    """Ask the teacher one question about one image and record the outcome in the run's ledger."""
+    runtime = current_runtime(out)
+    started_at = utc_now()
+    attempt = task_run.run_count or 1
+    run_id = flow_run.id
+    try:
+        image = await runtime.images.get(request)
+        answer = await ask(runtime.client, runtime.gate, request, image)
+    except Exception as exc:
+        runtime.ledger.record(
+            failure_record(request, exc, attempts=attempt, flow_run_id=run_id, started_at=started_at)
+        )
+        raise
+    record = answer_record(request, answer, attempts=attempt, flow_run_id=run_id, started_at=started_at)
+    runtime.ledger.record(record)
+    return record.to_json()

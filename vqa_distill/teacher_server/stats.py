@@ -1,0 +1,76 @@
+"""The server's record of every chat request it received, for tests and benchmarks to assert on."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MAX_RECORDS = 200_000  # beyond this the oldest records are dropped (totals keep counting)
+
+
+@dataclass(frozen=True)
+class RequestRecord:
+    """One chat completion request and what the server did with it."""
+
+    t: float  # epoch seconds when the request arrived
+    status: int  # HTTP status returned (499: the client hung up first)
+    request_id: str
+    model: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    fingerprints: tuple[str, ...] = ()
+    image_sizes: tuple[str, ...] = ()
+    user_text: str = ""
+    fault: str | None = None  # the kind of the fault rule that fired
+    finish_reason: str | None = None
+    duration_s: float = 0.0
+
+
+@dataclass
+class Stats:
+    """Request records plus running totals; mutated from the event loop only."""
+
+    records: list[RequestRecord] = field(default_factory=list)
+    requests: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+    by_fault: Counter[str] = field(default_factory=Counter)
+    other_paths: Counter[str] = field(default_factory=Counter)  # non-chat endpoints, counted only
+
+    def record(self, rec: RequestRecord) -> None:
+        """Add one chat request to the records and totals."""
+        self.records.append(rec)
+        if len(self.records) > MAX_RECORDS:
+            del self.records[: len(self.records) - MAX_RECORDS]
+        self.requests += 1
+        self.prompt_tokens += rec.prompt_tokens
+        self.completion_tokens += rec.completion_tokens
+        self.by_status[rec.status] += 1
+        if rec.fault:
+            self.by_fault[rec.fault] += 1
+
+    def clear(self) -> None:
+        """Forget everything recorded so far."""
+        self.records.clear()
+        self.requests = self.prompt_tokens = self.completion_tokens = 0
+        self.by_status.clear()
+        self.by_fault.clear()
+        self.other_paths.clear()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Return the records and totals as plain JSON-ready data."""
+        return {
+            "requests": [asdict(r) for r in self.records],
+            "totals": {
+                "requests": self.requests,
+                "ok": self.by_status.get(200, 0),
+                "prompt_tokens": self.prompt_tokens,
+                "completion_tokens": self.completion_tokens,
+                "total_tokens": self.prompt_tokens + self.completion_tokens,
+                "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
+                "by_fault": dict(sorted(self.by_fault.items())),
+                "other_paths": dict(sorted(self.other_paths.items())),
+            },
+        }
