@@ -27,7 +27,13 @@ from vqa_distill.ledger import Ledger, TeacherRecord
 from vqa_distill.plan import RunPlan, plan_run
 from vqa_distill.ratelimit import RateGate
 from vqa_distill.requests import TeacherRequest
-from vqa_distill.runtime import IMAGE_CACHE_SLACK, PreparedImages, TeacherRuntime, install_runtime, uninstall_runtime
+from vqa_distill.runtime import (
+    IMAGE_CACHE_SLACK,
+    PreparedImages,
+    TeacherRuntime,
+    install_runtime,
+    uninstall_runtime,
+)
 from vqa_distill.settings import TeacherParams, resolve_api_key
 from vqa_distill.summary import RunSummary, summarize
 from vqa_distill.teacher_client import make_client, preflight

@@ -93,8 +93,9 @@ def build_dataset(
     """Write train.jsonl (+ val.jsonl) and dataset_stats.json under ``out_dir``; return the report."""
     out = Path(out_dir)
     table = to_rows(answered_table(ledger, keys))
-    invalid = table[table["problems"].map(bool)]
-    valid = table[~table["problems"].map(bool)].sort_values("updated_at", kind="stable")
+    has_problems = table["problems"].map(bool).astype(bool)  # a boolean mask even when the table is empty
+    invalid = table[has_problems]
+    valid = table[~has_problems].sort_values("updated_at", kind="stable")
     # One answer per (image content, prompt, system): the newest wins, older duplicates go.
     deduped = valid.drop_duplicates(subset=["sha256", "prompt", "system"], keep="last").sort_values(
         ["image_path", "prompt"], kind="stable"

@@ -67,8 +67,12 @@ class RateGate:
         self._resume_at = max(self._resume_at, time.monotonic() + seconds)
 
     async def _take_tokens(self, amount: int) -> None:
-        # A request larger than the bucket waits for a full bucket instead of failing.
-        await self._token_bucket.acquire(min(float(amount), self.tokens.capacity))
+        # aiolimiter refuses an amount above capacity: take a large request in bucket-sized parts.
+        remaining = float(amount)
+        while remaining > 0:
+            part = min(remaining, self.tokens.capacity)
+            await self._token_bucket.acquire(part)
+            remaining -= part
 
     async def _wait_cooldown(self) -> None:
         while (delay := self._resume_at - time.monotonic()) > 0:

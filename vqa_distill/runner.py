@@ -38,7 +38,7 @@ def run_generate_flow(params: TeacherParams, *, show_progress: bool = True, only
     return FlowOutcome(summary=RunSummary.model_validate(result), flow_run_id=flow_run_id)
 
 
-class _progress_bar:  # noqa: N801 - used as a context manager, reads like one
+class _progress_bar:
     """A rich progress bar fed by the flow's progress reports (nothing when disabled)."""
 
     def __init__(self, enabled: bool):

@@ -108,6 +108,13 @@ def sft_env(device: DeviceInfo, device_ids: Sequence[str]) -> dict[str, str]:
     return env
 
 
+def single_device_env(device: DeviceInfo, device_ids: Sequence[str]) -> dict[str, str]:
+    """Environment for merging and evaluation: the first of the training devices, or the CPU."""
+    env = visible_devices_env(list(device_ids[:1]) if device.is_cuda else [])
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
 def export_argv(checkpoint: str, output_dir: str) -> list[str]:
     """The ``swift export`` command that merges a LoRA/DoRA checkpoint into its base model."""
     return [*SWIFT_CLI, "export", "--adapters", checkpoint, "--merge_lora", "true", "--output_dir", output_dir]

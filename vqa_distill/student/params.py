@@ -69,7 +69,7 @@ class TrainParams(BaseModel):
     per_device_train_batch_size: int = Field(1, ge=1, description="Training rows per device per step.")
     per_device_eval_batch_size: int = Field(1, ge=1, description="Validation rows per device per step.")
     gradient_accumulation_steps: int = Field(16, ge=1, description="Micro-batches per optimizer step.")
-    num_train_epochs: float = Field(5, gt=0.0, description="Passes over the training rows.")
+    num_train_epochs: float = Field(5.0, gt=0.0, description="Passes over the training rows.")
 
     # --- this project's additions ---
     val_dataset: list[str] = Field(

@@ -132,7 +132,7 @@ def _model_config(arch: Arch) -> Any:
         # Tied like the real 2B/3B models; halves the size (the vocabulary dominates it).
         "tie_word_embeddings": True,
     }
-    ids = {
+    ids: dict[str, Any] = {
         "image_token_id": IMAGE_PAD_ID,
         "video_token_id": VIDEO_PAD_ID,
         "vision_start_token_id": VISION_START_ID,

@@ -25,7 +25,7 @@ _EXPORTS = {
     "TeacherServerHandle": "vqa_distill.teacher_server.process",
     "running_teacher_server": "vqa_distill.teacher_server.process",
 }
-__all__ = sorted(_EXPORTS)
+__all__ = ["FaultRule", "ServerConfig", "TeacherServerHandle", "create_app", "running_teacher_server"]
 
 
 def __getattr__(name: str) -> Any:

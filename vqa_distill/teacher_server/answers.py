@@ -41,9 +41,15 @@ OPENERS = ("Looking closely:", "From what is visible:", "At a glance:", "Overall
 QUADRANTS = ("upper left", "upper right", "lower left", "lower right")
 # Prompt keyword -> the closing remark; the first keyword found wins.
 FOCUS_REMARKS: tuple[tuple[tuple[str, ...], str], ...] = (
-    (("defect", "damage", "scratch", "crack", "flaw"), "no sharp irregularity stands out beyond the texture noted"),
+    (
+        ("defect", "damage", "scratch", "crack", "flaw"),
+        "no sharp irregularity stands out beyond the texture noted",
+    ),
     (("colour", "color"), "the colour balance described above is the dominant impression"),
-    (("count", "how many", "number of"), "the edge pattern suggests a few distinct regions rather than many small objects"),
+    (
+        ("count", "how many", "number of"),
+        "the edge pattern suggests a few distinct regions rather than many small objects",
+    ),
     (("text", "read", "label", "written"), "no clearly legible text can be confirmed from these cues alone"),
     (("where", "locat", "position"), "the most visually prominent area is where the brightness peaks"),
 )
@@ -87,7 +93,7 @@ def measure(thumbnail: Image.Image, width: int, height: int) -> ImageFeatures:
     quantised = rgb.quantize(palette=_PALETTE_IMAGE, dither=Image.Dither.NONE)
     counts: dict[int, int] = {}
     for count, index in quantised.getcolors(256) or []:
-        slot = int(index) if int(index) < len(PALETTE) else 0
+        slot = index if isinstance(index, int) and index < len(PALETTE) else 0  # padding maps to 0
         counts[slot] = counts.get(slot, 0) + count
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     colours = tuple(PALETTE[i][0] for i, n in ranked[:3] if n * 20 >= rgb.width * rgb.height)  # >= 5%
@@ -95,7 +101,12 @@ def measure(thumbnail: Image.Image, width: int, height: int) -> ImageFeatures:
     stat = ImageStat.Stat(luma)
     edges = ImageStat.Stat(luma.filter(ImageFilter.FIND_EDGES)).mean[0]
     w, h = luma.size
-    boxes = [(0, 0, w // 2 or 1, h // 2 or 1), (w // 2, 0, w, h // 2 or 1), (0, h // 2, w // 2 or 1, h), (w // 2, h // 2, w, h)]
+    boxes = [
+        (0, 0, w // 2 or 1, h // 2 or 1),
+        (w // 2, 0, w, h // 2 or 1),
+        (0, h // 2, w // 2 or 1, h),
+        (w // 2, h // 2, w, h),
+    ]
     means = [ImageStat.Stat(luma.crop(box)).mean[0] for box in boxes]
     return ImageFeatures(
         width=width,

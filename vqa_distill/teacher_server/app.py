@@ -69,7 +69,11 @@ FAULT_MESSAGES: dict[str, tuple[str, str, str | None]] = {  # kind -> (message, 
     "429": ("Rate limit reached for requests (injected fault).", "requests", "rate_limit_exceeded"),
     "500": ("The server had an error while processing your request (injected fault).", "server_error", None),
     "502": ("Bad gateway (injected fault).", "server_error", None),
-    "503": ("The engine is currently overloaded, please try again later (injected fault).", "server_error", None),
+    "503": (
+        "The engine is currently overloaded, please try again later (injected fault).",
+        "server_error",
+        None,
+    ),
     "400": ("The request was refused (injected fault).", "invalid_request_error", "injected_bad_request"),
 }
 # A body cut off mid-object: what a proxy dropping the connection half-way leaves behind.
@@ -166,7 +170,9 @@ class TeacherState:
         if expected is None:
             return True
         scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), expected.get_secret_value().encode())
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            given.strip().encode(), expected.get_secret_value().encode()
+        )
 
     def delay(self) -> float:
         """Return this request's simulated model latency in seconds."""
@@ -320,7 +326,9 @@ async def chat_completions(request: Request) -> Response:
 
     def done(response: Response, **fields: Any) -> Response:
         rec.update(fields)
-        state.stats.record(RequestRecord(status=response.status_code, duration_s=time.monotonic() - started, **rec))
+        state.stats.record(
+            RequestRecord(status=response.status_code, duration_s=time.monotonic() - started, **rec)
+        )
         return response
 
     if not state.authorized(request):
@@ -336,7 +344,9 @@ async def chat_completions(request: Request) -> Response:
         return done(openai_error(400, message, param=param))
     rec["model"] = chat.model
     if chat.stream:
-        return done(openai_error(400, "streaming not supported", param="stream", code="unsupported_parameter"))
+        return done(
+            openai_error(400, "streaming not supported", param="stream", code="unsupported_parameter")
+        )
     if chat.model not in state.config.models:
         return done(model_not_found(chat.model))
 
@@ -373,7 +383,9 @@ async def chat_completions(request: Request) -> Response:
     if fault is not None and fault.kind in HTTP_FAULT_STATUS:
         message, type_, code = FAULT_MESSAGES[fault.kind]
         headers = retry_after_headers(fault.retry_after) if fault.kind in RETRY_AFTER_KINDS else {}
-        return done(openai_error(HTTP_FAULT_STATUS[fault.kind], message, type_=type_, code=code, headers=headers))
+        return done(
+            openai_error(HTTP_FAULT_STATUS[fault.kind], message, type_=type_, code=code, headers=headers)
+        )
     if fault is not None and fault.kind == "bad_json":
         return done(Response(BAD_JSON_BODY, status_code=200, media_type="application/json"))
 
@@ -428,7 +440,9 @@ async def health(request: Request) -> Response:
     return JSONResponse({"status": "ok", "models": _state(request).config.models})
 
 
-def _admin(handler: Callable[[Request, TeacherState], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
+def _admin(
+    handler: Callable[[Request, TeacherState], Awaitable[Response]],
+) -> Callable[[Request], Awaitable[Response]]:
     """Wrap an admin handler with the same key check as the API (when a key is configured)."""
 
     async def endpoint(request: Request) -> Response:
@@ -561,7 +575,7 @@ def serve(config: ServerConfig, *, sock: socket.socket | None = None) -> None:
         create_app(config),
         host=config.host,
         port=config.port,
-        log_level="warning",
+        log_level="info" if config.access_log else "warning",  # uvicorn logs access lines at INFO
         access_log=config.access_log,
         lifespan="on",
         backlog=2048,

@@ -6,6 +6,7 @@ Only argparse is imported at module level: registering the command must not cost
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import socket
 import sys
@@ -20,14 +21,18 @@ DEFAULT_PORT = 8765  # same as config.DEFAULT_PORT; repeated so this module stay
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the server's flags to ``parser``."""
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
-    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default {DEFAULT_PORT})")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default {DEFAULT_PORT})"
+    )
     parser.add_argument(
         "--api-key-env",
         metavar="NAME",
         help="environment variable holding the expected API key (default: accept any key)",
     )
     parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
-    parser.add_argument("--jitter", type=float, default=0.0, help="extra uniform(0, JITTER) seconds per answer")
+    parser.add_argument(
+        "--jitter", type=float, default=0.0, help="extra uniform(0, JITTER) seconds per answer"
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed for jitter and fault probabilities")
     parser.add_argument("--faults", metavar="FILE", help="JSON or YAML file with a list of fault rules")
     parser.add_argument("--models", help="comma-separated model names to serve (default: a gpt-4o-like set)")
@@ -83,11 +88,12 @@ def run(args: argparse.Namespace) -> int:
     sock = socket.socket(fileno=args.fd) if args.fd is not None else None
     host, port = sock.getsockname()[:2] if sock is not None else (config.host, config.port)
     shown = f"[{host}]" if ":" in host else host
-    print(f"teacher server: http://{shown}:{port}/v1  (models: {', '.join(config.models)}; Ctrl-C stops)", flush=True)
-    try:
+    print(
+        f"teacher server: http://{shown}:{port}/v1  (models: {', '.join(config.models)}; Ctrl-C stops)",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
         serve(config, sock=sock)
-    except KeyboardInterrupt:
-        pass
     return EXIT_OK
 
 

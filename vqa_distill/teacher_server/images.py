@@ -111,7 +111,13 @@ def decode_image_url(url: str, detail: str) -> DecodedImage:
                 rgb = im if im.mode == "RGB" else im.convert("RGB")
     except ImageRejected:
         raise
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+    except (
+        OSError,
+        ValueError,
+        SyntaxError,
+        Image.DecompressionBombError,
+        Image.DecompressionBombWarning,
+    ) as exc:
         raise ImageRejected(f"The image bytes could not be decoded: {exc}.") from exc
     scale = THUMBNAIL_SIDE_PX / max(rgb.width, rgb.height)
     thumb_size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))

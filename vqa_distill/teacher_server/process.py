@@ -188,7 +188,11 @@ def running_teacher_server(
             )
         # The child holds its own copy of the listening socket; ours is closed now.
         handle = TeacherServerHandle(
-            base_url=f"http://{LOOPBACK}:{port}/v1", port=port, process=process, log_path=log_path, api_key=api_key
+            base_url=f"http://{LOOPBACK}:{port}/v1",
+            port=port,
+            process=process,
+            log_path=log_path,
+            api_key=api_key,
         )
         try:
             _wait_healthy(handle, startup_timeout_s)

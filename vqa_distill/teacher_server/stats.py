@@ -62,7 +62,8 @@ class Stats:
     def snapshot(self) -> dict[str, Any]:
         """Return the records and totals as plain JSON-ready data."""
         return {
-            "requests": [asdict(r) for r in self.records],
+            # Records are appended when answered; listing them by arrival reads like the client's log.
+            "requests": [asdict(r) for r in sorted(self.records, key=lambda r: r.t)],
             "totals": {
                 "requests": self.requests,
                 "ok": self.by_status.get(200, 0),

@@ -1,0 +1,118 @@
+"""Shared test fixtures: a real Prefect server and the offline teacher server, both on loopback.
+
+Everything a test touches is real: a ``prefect server start`` process with its own SQLite database
+under a temp PREFECT_HOME, the project's OpenAI-compatible server in its own process, the ``openai``
+client, real files. Environment is set at import time so that every later ``import prefect`` (here
+and in CLI subprocesses) talks to the test server.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+TEST_API_KEY = "sk-test-4f9c2b7e1d3a5c6b8e0f1a2b3c4d5e6f"  # a fake key: tests assert it never leaks
+_SESSION_DIR = Path(tempfile.mkdtemp(prefix="vqa-distill-tests-"))
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+PREFECT_PORT = _free_port()
+PREFECT_HOME = _SESSION_DIR / "prefect-home"
+PREFECT_ENV = {
+    "PREFECT_HOME": str(PREFECT_HOME),
+    "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(_SESSION_DIR / "results"),
+    "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_READ_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+os.environ.update(PREFECT_ENV)
+os.environ.pop("OPENAI_API_KEY", None)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def prefect_server() -> Iterator[str]:
+    """Run a real Prefect server for the whole session; yields its API URL."""
+    log_path = _SESSION_DIR / "prefect-server.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ),
+        )
+    api_url = PREFECT_ENV["PREFECT_API_URL"]
+    deadline = time.monotonic() + 90
+    while True:
+        if process.poll() is not None:
+            raise RuntimeError("prefect server exited:\n" + log_path.read_text(errors="replace")[-3000:])
+        try:
+            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            process.kill()
+            raise RuntimeError("prefect server not healthy:\n" + log_path.read_text(errors="replace")[-3000:])
+        time.sleep(0.3)
+    try:
+        yield api_url
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@pytest.fixture(scope="session")
+def teacher_server() -> Iterator[object]:
+    """The offline OpenAI-compatible teacher, requiring TEST_API_KEY, for the whole session."""
+    from vqa_distill.teacher_server.process import running_teacher_server
+
+    with running_teacher_server(api_key=TEST_API_KEY) as handle:
+        yield handle
+
+
+@pytest.fixture
+def teacher(teacher_server: object) -> object:
+    """The session's teacher server with its counters, faults and latency reset for this test."""
+    teacher_server.reset()  # type: ignore[attr-defined]
+    teacher_server.set_faults([])  # type: ignore[attr-defined]
+    teacher_server.set_latency(0.0)  # type: ignore[attr-defined]
+    return teacher_server
+
+
+@pytest.fixture
+def api_key_env(monkeypatch: pytest.MonkeyPatch) -> str:
+    """Put the test key where the product reads it (OPENAI_API_KEY)."""
+    monkeypatch.setenv("OPENAI_API_KEY", TEST_API_KEY)
+    return TEST_API_KEY
+
+
+@pytest.fixture
+def session_dir() -> Path:
+    """The session's scratch folder (holds PREFECT_HOME and the result storage)."""
+    return _SESSION_DIR

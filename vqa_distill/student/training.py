@@ -1,0 +1,180 @@
+"""The training stage as plain functions, in the order a run calls them: prepare, train, merge, evaluate.
+
+Each is what one Prefect task does (``tasks/train.py``); without Prefect they run as they are.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from vqa_distill.errors import ConfigError, FatalRunError
+from vqa_distill.student import argv as swift_argv
+from vqa_distill.student.device import DeviceInfo, choose_dtype, probe_device
+from vqa_distill.student.evaluate import (
+    EvalReport,
+    eval_rows_from_files,
+    read_predictions,
+    score,
+    write_eval_rows,
+)
+from vqa_distill.student.infer_worker import InferModel, InferSpec, worker_argv
+from vqa_distill.student.model_resolve import ResolvedModel, resolve_model
+from vqa_distill.student.params import TrainParams
+from vqa_distill.student.preflight import load_token_counter, run_preflight
+from vqa_distill.student.results import TrainSummary, read_summary
+from vqa_distill.student.runner import list_run_dirs, new_run_dir, run_logged
+
+LineSink = Callable[[str], None]
+SFT_LOG = "swift-sft.log"
+EXPORT_LOG = "swift-export.log"
+EVAL_DIR = "eval"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A run that passed its checks: the resolved model, the device, and the files training reads."""
+
+    params: TrainParams
+    model: ResolvedModel
+    device: DeviceInfo
+    dataset: list[str]
+    val_dataset: list[str]
+    total_rows: int
+    dropped_rows: int
+    max_tokens: int
+
+
+def prepare(params: TrainParams, *, log: LineSink = print) -> Prepared:
+    """Resolve the model, probe the device and check every dataset row; nothing here touches a GPU.
+
+    Raises ModelNotFoundError, ConfigError or DatasetError before any training starts.
+    """
+    model = resolve_model(params.model_id_or_path, model_type=params.model_type, template=params.template)
+    _check_resume(params.resume_from_checkpoint)
+    device = probe_device(params.device_ids)
+    if params.device_ids and not device.is_cuda:
+        log(f"no CUDA device visible for --cuda_devices {params.cuda_devices}: training on the CPU (slowly)")
+    if params.tuner == "qlora":
+        if not device.is_cuda:
+            raise ConfigError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); none is visible")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ConfigError("QLoRA needs the bitsandbytes package: pip install bitsandbytes")
+    log(f"model {model.model} (model_type {model.model_type}, template {model.template}) on {device.describe()}")
+    counter = load_token_counter(model, system=params.system, max_pixels=params.max_pixels)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    result = run_preflight(
+        params.dataset,
+        params.val_dataset,
+        max_length=params.max_length,
+        count_tokens=counter,
+        skip_bad_rows=params.skip_bad_rows,
+        clean_dir=Path(params.output_dir) / "preflight" / stamp,
+    )
+    report = result.report
+    if result.dropped:
+        log(report.describe())
+        log(f"--skip-bad-rows: dropped {result.dropped} of {report.total_rows} row(s); training on the rest")
+    max_tokens = max((f.max_tokens for f in report.files), default=0)
+    log(f"preflight: {report.total_rows} row(s) checked, longest {max_tokens} tokens (limit {params.max_length})")
+    return Prepared(
+        params=params,
+        model=model,
+        device=device,
+        dataset=result.dataset,
+        val_dataset=result.val_dataset,
+        total_rows=report.total_rows,
+        dropped_rows=result.dropped,
+        max_tokens=max_tokens,
+    )
+
+
+def _check_resume(checkpoint: str | None) -> None:
+    """A resume path must be a checkpoint-N directory that the Trainer can restore."""
+    if checkpoint is None:
+        return
+    path = Path(checkpoint)
+    if not (path / "trainer_state.json").is_file():
+        raise ConfigError(f"--resume_from_checkpoint {checkpoint!r} is not a checkpoint (no trainer_state.json)")
+
+
+def train(prepared: Prepared, *, on_line: LineSink | None = None) -> TrainSummary:
+    """Run ``swift sft`` to completion; returns what its ``logging.jsonl`` says, the checkpoint first."""
+    params = prepared.params
+    output_dir = Path(params.output_dir)
+    before = list_run_dirs(output_dir)
+    log_path = output_dir / f"{SFT_LOG}.{time.strftime('%Y%m%d-%H%M%S')}"
+    command = swift_argv.sft_argv(
+        params, prepared.model, prepared.device, dataset=prepared.dataset, val_dataset=prepared.val_dataset
+    )
+    env = swift_argv.sft_env(prepared.device, params.device_ids)
+    run_logged(command, log_path=log_path, env=env, on_line=on_line, what="swift sft")
+    run_dir = new_run_dir(output_dir, before)
+    shutil.move(log_path, run_dir / SFT_LOG)
+    return read_summary(run_dir)
+
+
+def merge(prepared: Prepared, summary: TrainSummary, *, on_line: LineSink | None = None) -> str:
+    """Merge the adapter into its base model with ``swift export``; returns the merged model directory."""
+    merged = f"{summary.checkpoint}-merged"
+    run_logged(
+        swift_argv.export_argv(summary.checkpoint, merged),
+        log_path=Path(summary.run_dir) / EXPORT_LOG,
+        env=swift_argv.single_device_env(prepared.device, prepared.params.device_ids),
+        on_line=on_line,
+        what="swift export",
+    )
+    return merged
+
+
+def evaluate(prepared: Prepared, summary: TrainSummary, *, on_line: LineSink | None = None) -> EvalReport | None:
+    """Answer up to ``eval_limit`` validation rows with the student (and the base model) and score them.
+
+    The rows are ``--val_dataset``, else the split ms-swift held out (its ``val_dataset.jsonl``).
+    Returns None when evaluation is off or there are no validation rows.
+    """
+    params = prepared.params
+    run_dir = Path(summary.run_dir)
+    split = run_dir / "val_dataset.jsonl"
+    files = [Path(p) for p in prepared.val_dataset] or ([split] if split.is_file() else [])
+    if params.eval_limit == 0 or not files:
+        return None
+    rows = eval_rows_from_files(files, system=params.system, limit=params.eval_limit)
+    if not rows:
+        return None
+    eval_dir = run_dir / EVAL_DIR
+    rows_path = write_eval_rows(rows, eval_dir / "rows.jsonl")
+    spec = InferSpec(
+        rows=str(rows_path),
+        out=str(eval_dir / "predictions.jsonl"),
+        models=_eval_models(prepared.model, summary.checkpoint, params.tuner, with_base=params.eval_base),
+        torch_dtype=choose_dtype(params.torch_dtype, prepared.device),
+        max_new_tokens=params.eval_max_new_tokens,
+    )
+    run_logged(
+        worker_argv(spec.dump(eval_dir / "spec.json")),
+        log_path=eval_dir / "infer.log",
+        env=swift_argv.single_device_env(prepared.device, params.device_ids),
+        on_line=on_line,
+        what="evaluation inference",
+    )
+    answers = read_predictions(Path(spec.out))
+    if len(answers.get("student", [])) != len(rows):
+        raise FatalRunError(f"evaluation answered {len(answers.get('student', []))} of {len(rows)} rows")
+    return score(rows, answers["student"], answers.get("base"))
+
+
+def _eval_models(base: ResolvedModel, checkpoint: str, tuner: str, *, with_base: bool) -> list[InferModel]:
+    """Base model first (when asked), then the student: base + adapter, or the full checkpoint."""
+    models = []
+    if with_base:
+        models.append(InferModel("base", base.model, base.model_type, base.template))
+    if tuner == "full":
+        models.append(InferModel("student", checkpoint, base.model_type, base.template))
+    else:
+        models.append(InferModel("student", base.model, base.model_type, base.template, [checkpoint]))
+    return models
