@@ -16,14 +16,15 @@ from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
-from prefect.states import Failed, State
+from prefect.states import Failed
 
 from tasks.report import publish_run_artifacts
 from tasks.teacher import ask_teacher
 from vqa_distill import progress
 from vqa_distill.atomic import atomic_write_text
 from vqa_distill.dataset import build_dataset
-from vqa_distill.ledger import Ledger, TeacherRecord
+from vqa_distill.ledger import STATUS_FAILED, Ledger, TeacherRecord, utc_now
+from vqa_distill.outcomes import failure_record
 from vqa_distill.plan import RunPlan, plan_run
 from vqa_distill.ratelimit import RateGate
 from vqa_distill.requests import TeacherRequest
@@ -39,6 +40,7 @@ from vqa_distill.summary import RunSummary, summarize
 from vqa_distill.teacher_client import make_client, preflight
 
 SUMMARY_FILE = "summary.json"
+RETRY_JITTER_FACTOR = 0.5  # delays vary by up to +-50%, so retries of a burst of 429s do not stampede
 
 
 class RunOutcome:
@@ -66,9 +68,10 @@ async def ask_all(plan: RunPlan, params: TeacherParams, ledger: Ledger) -> RunOu
     task = ask_teacher.with_options(
         retries=params.max_retries,
         retry_delay_seconds=[params.retry_delay * 2**attempt for attempt in range(params.max_retries)] or 0,
-        retry_jitter_factor=0.5 if params.retry_delay > 0 else None,
+        retry_jitter_factor=RETRY_JITTER_FACTOR,
     )
     in_flight = asyncio.Semaphore(params.concurrency)
+    run_id = flow_run.id
     outcome = RunOutcome()
     total = len(plan.to_ask)
     done = 0
@@ -76,8 +79,12 @@ async def ask_all(plan: RunPlan, params: TeacherParams, ledger: Ledger) -> RunOu
     async def ask_one(request: TeacherRequest) -> None:
         nonlocal done
         async with in_flight:
-            state: State[Any] = await task(request, params.out, return_state=True)
-        collect(state, request, outcome, ledger)
+            try:
+                answered: dict[str, Any] = await task(request, params.out)
+            except Exception as exc:  # the task recorded why in the ledger; the UI shows it too
+                outcome.failures.append(failure_of(request, ledger, exc))
+            else:
+                collect(TeacherRecord(**answered), request, run_id, outcome, ledger)
         done += 1
         progress.report(done, total)
 
@@ -90,26 +97,29 @@ async def ask_all(plan: RunPlan, params: TeacherParams, ledger: Ledger) -> RunOu
     return outcome
 
 
-def collect(state: State[Any], request: TeacherRequest, outcome: RunOutcome, ledger: Ledger) -> None:
-    """File one task run's final state under fresh, cached or failed (cache hits are copied to this ledger)."""
-    if state.is_completed():
-        record = TeacherRecord(**state.result(_sync=True))  # type: ignore[call-overload]
-        if state.name == "Cached":
-            # Answered by an earlier run (maybe into another folder): no call was made; keep it here too.
-            record.image_path, record.rel_path = request.image_path, request.rel_path
-            ledger.record(record)
-            outcome.cached += 1
-        else:
-            outcome.fresh.append(record)
+def collect(
+    record: TeacherRecord, request: TeacherRequest, run_id: str | None, outcome: RunOutcome, ledger: Ledger
+) -> None:
+    """File an answer as fresh (paid by this run) or cached (another run's, copied into this ledger).
+
+    The record names the flow run that paid for it, so a cache hit is told apart without reading the
+    task run's state back from the API.
+    """
+    if record.flow_run_id == run_id:
+        outcome.fresh.append(record)
         return
+    # Answered by an earlier run, maybe into another folder: no call was made; keep it here too.
+    record.image_path, record.rel_path = request.image_path, request.rel_path
+    ledger.record(record)
+    outcome.cached += 1
+
+
+def failure_of(request: TeacherRequest, ledger: Ledger, error: BaseException) -> TeacherRecord:
+    """Return the failure the task recorded, or one made from the error when the task died first."""
     failed = ledger.get(request.key)
-    if failed is None or failed.status != "failed":  # the task died before it could record why
-        failed = TeacherRecord(
-            key=request.key, status="failed", image_path=request.image_path, rel_path=request.rel_path,
-            sha256=request.sha256, prompt=request.prompt, system=request.system, model=request.model,
-            params=dict(request.params), error_class="TaskRunFailed", error_message=state.message or "failed",
-        )
-    outcome.failures.append(failed)
+    if failed is not None and failed.status == STATUS_FAILED:
+        return failed
+    return failure_record(request, error, attempts=1, flow_run_id=flow_run.id, started_at=utc_now())
 
 
 @flow(name="generate", log_prints=False, validate_parameters=True)

@@ -26,7 +26,7 @@ def run_generate_flow(params: TeacherParams, *, show_progress: bool = True, only
     from flows.generate import generate
 
     with _progress_bar(show_progress):
-        state = asyncio.run(generate(params, only_keys=only_keys, return_state=True))  # type: ignore[call-overload]
+        state: Any = asyncio.run(generate(params, only_keys=only_keys, return_state=True))  # type: ignore[arg-type]
     result: Any = state.result(raise_on_failure=False, _sync=True)
     flow_run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
     if isinstance(result, RunSummary):

@@ -75,7 +75,7 @@ _RUNTIMES: dict[tuple[int, str], TeacherRuntime] = {}
 
 
 def _slot(out_dir: str | Path) -> tuple[int, str]:
-    return id(asyncio.get_running_loop()), str(Path(out_dir).resolve())
+    return id(asyncio.get_running_loop()), str(out_dir)  # the flow and its tasks pass the same string
 
 
 def install_runtime(out_dir: str | Path, runtime: TeacherRuntime) -> None:

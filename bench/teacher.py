@@ -1,0 +1,251 @@
+"""Benchmark the teacher stage against the offline server: rate kept, orchestration overhead, memory.
+
+Each scenario runs twice in the same session, side by side:
+  bare  - a plain asyncio + AsyncOpenAI loop (semaphore + the same aiolimiter bucket), no Prefect, no ledger
+  flow  - ``vqa-distill generate`` (Prefect flow, one task run per image, ledger, artifacts)
+both in their own process, so peak RSS and CPU seconds are each one's own.
+
+Scenarios:
+  rate      - the server answers after --latency s; both are limited to --rate req/s. Target: flow >= 95% of it.
+  overhead  - no rate limit, --fast-latency s: the CPU seconds per image beyond the bare loop is what the
+              orchestration costs. Target: under 5 ms.
+  memory    - with --memory-images N (e.g. 10000): the flow's peak RSS. Target: under 1 GiB.
+
+Run: .venv/bin/python bench/teacher.py [--images 1000] [--rate 50] [--latency 1.0] [--memory-images 10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+API_KEY = "sk-bench-not-a-real-key-000000000000"
+PROMPT = "Describe the defects."
+
+
+@dataclass
+class Measured:
+    """One process's run: what the server saw and what the process used."""
+
+    name: str
+    requests: int
+    wall_s: float
+    span_s: float  # first to last request at the server: start-up and shutdown excluded
+    server_rate: float
+    cpu_s: float
+    peak_rss_mib: float
+
+
+def make_images(folder: Path, count: int, scenario: int) -> None:
+    """Write ``count`` small PNGs, distinct within and across scenarios (else the task cache answers them)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        image = Image.new("RGB", (64, 48), (index % 256, (index // 256) % 256, scenario))
+        image.save(folder / f"img_{index:06d}.png")
+
+
+def run_measured(name: str, argv: list[str], env: dict[str, str], server: Any) -> Measured:
+    """Run a child process, wait for it with wait4 (its own rusage), and read the server's timestamps."""
+    server.reset()
+    started = time.perf_counter()
+    process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+        raise SystemExit(f"{name} exited with {code}:\n{stderr[-3000:]}")
+    times = sorted(r["t"] for r in server.stats()["requests"] if r.get("fingerprints"))
+    # The steady rate: skip the first fifth, which holds the bucket's initial burst and the start-up.
+    steady = times[len(times) // 5 :]
+    rate = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else 0.0
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    return Measured(name, len(times), wall, span, rate, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
+def bare_argv(images: Path, base_url: str, rate: float, concurrency: int) -> list[str]:
+    return [sys.executable, __file__, "--bare", str(images), base_url, str(rate), str(concurrency)]
+
+
+def flow_argv(images: Path, out: Path, base_url: str, rate: float, concurrency: int) -> list[str]:
+    return [
+        sys.executable, "-m", "vqa_distill.cli", "generate", "--images", str(images), "--out", str(out),
+        "--base-url", base_url, "--prompt", PROMPT, "--rpm", str(int(rate * 60)), "--tpm", "1000000000",
+        "--concurrency", str(concurrency), "--max-tokens", "200", "--no-progress",
+    ]
+
+
+async def bare_loop(images: Path, base_url: str, rate: float, concurrency: int) -> None:
+    """The baseline: what a careful user writes by hand, with the same image preparation and rate bucket."""
+    from openai import AsyncOpenAI
+
+    from vqa_distill.imaging import prepare_image
+    from vqa_distill.ratelimit import RateGate
+    from vqa_distill.settings import DEFAULT_MAX_PIXELS
+
+    client = AsyncOpenAI(api_key=API_KEY, base_url=base_url, max_retries=0)
+    gate = RateGate(rpm=int(rate * 60), tpm=1_000_000_000)
+    in_flight = asyncio.Semaphore(concurrency)
+
+    async def one(path: Path) -> None:
+        async with in_flight:
+            image = await asyncio.to_thread(prepare_image, path, DEFAULT_MAX_PIXELS)
+            await gate.acquire(1)
+            await client.chat.completions.create(
+                model="gpt-4o-mini",
+                max_tokens=200,
+                messages=[{"role": "user", "content": [
+                    {"type": "image_url", "image_url": {"url": image.data_url, "detail": "auto"}},
+                    {"type": "text", "text": PROMPT},
+                ]}],
+            )
+
+    await asyncio.gather(*(one(path) for path in sorted(images.iterdir())))
+    await client.close()
+
+
+def print_table(title: str, rows: list[list[str]], header: list[str]) -> None:
+    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
+    print("  ".join("-" * w for w in widths))
+    for row in rows:
+        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=1000, help="images per rate/overhead scenario")
+    parser.add_argument("--rate", type=float, default=50.0, help="configured requests per second")
+    parser.add_argument("--latency", type=float, default=1.0, help="server latency in the rate scenario (s)")
+    parser.add_argument("--fast-latency", type=float, default=0.05, help="server latency in the overhead scenario")
+    parser.add_argument("--concurrency", type=int, default=128)
+    parser.add_argument("--memory-images", type=int, default=0, help="also run the flow over this many images")
+    parser.add_argument("--json", help="also write the results here")
+    args = parser.parse_args()
+
+    from vqa_distill.teacher_server.process import running_teacher_server
+
+    work = Path(tempfile.mkdtemp(prefix="bench-teacher-"))
+    env = dict(os.environ)
+    env.update({
+        "OPENAI_API_KEY": API_KEY,
+        "PREFECT_HOME": str(work / "prefect-home"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(work / "results"),
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "PYTHONPATH": str(REPO),
+    })
+    for service in ("TASK_RUN_RECORDER", "EVENT_PERSISTER"):
+        env[f"PREFECT_SERVER_SERVICES_{service}_BATCH_SIZE"] = "500"
+        env[f"PREFECT_SERVER_SERVICES_{service}_READ_BATCH_SIZE"] = "100"
+        env[f"PREFECT_SERVER_SERVICES_{service}_FLUSH_INTERVAL"] = "1"
+    prefect = start_prefect_server(work, env)
+    results: dict[str, Any] = {}
+    try:
+        with running_teacher_server(api_key=API_KEY) as server:
+            rate_images = work / "rate"
+            make_images(rate_images, args.images, scenario=1)
+            server.set_latency(args.latency)
+            bare = run_measured("bare", bare_argv(rate_images, server.base_url, args.rate, args.concurrency), env, server)
+            flow = run_measured(
+                "flow", flow_argv(rate_images, work / "out-rate", server.base_url, args.rate, args.concurrency), env, server
+            )
+            print_table(
+                f"rate: {args.images} images, limit {args.rate:g} req/s, server latency {args.latency:g} s",
+                [[m.name, m.requests, f"{m.server_rate:.2f}", f"{100 * m.server_rate / args.rate:.1f}%",
+                  f"{m.wall_s:.1f}", f"{m.peak_rss_mib:.0f}"] for m in (bare, flow)]
+                + [["flow/bare", "", f"{flow.server_rate / bare.server_rate:.3f}", "", "", ""]],
+                ["run", "requests", "req/s at server", "of limit", "wall s", "peak RSS MiB"],
+            )
+            results["rate"] = {"limit": args.rate, "bare": bare.__dict__, "flow": flow.__dict__}
+
+            fast_images = work / "fast"
+            make_images(fast_images, args.images, scenario=2)
+            server.set_latency(args.fast_latency)
+            unlimited = 1_000_000.0
+            bare_fast = run_measured("bare", bare_argv(fast_images, server.base_url, unlimited, 64), env, server)
+            flow_fast = run_measured(
+                "flow", flow_argv(fast_images, work / "out-fast", server.base_url, unlimited, 64), env, server
+            )
+            overhead_cpu_ms = 1000 * (flow_fast.cpu_s - bare_fast.cpu_s) / args.images
+            overhead_wall_ms = 1000 * (flow_fast.span_s - bare_fast.span_s) / args.images
+            print_table(
+                f"overhead: {args.images} images, no rate limit, server latency {args.fast_latency:g} s",
+                [[m.name, m.requests, f"{m.server_rate:.1f}", f"{m.span_s:.1f}", f"{1000 * m.span_s / args.images:.2f}",
+                  f"{m.wall_s:.1f}", f"{m.cpu_s:.1f}"] for m in (bare_fast, flow_fast)]
+                + [["flow-bare", "", "", "", f"{overhead_wall_ms:.2f}", "", f"{overhead_cpu_ms * args.images / 1000:.1f}"]],
+                ["run", "requests", "req/s", "span s", "span ms/image", "process wall s", "process CPU s"],
+            )
+            print("span: first to last request at the server (start-up excluded); CPU includes start-up")
+            results["overhead"] = {"cpu_ms_per_image": overhead_cpu_ms, "wall_ms_per_image": overhead_wall_ms}
+
+            if args.memory_images:
+                big = work / "memory"
+                make_images(big, args.memory_images, scenario=3)
+                server.set_latency(args.fast_latency)
+                memory = run_measured(
+                    "flow", flow_argv(big, work / "out-memory", server.base_url, unlimited, 256), env, server
+                )
+                print_table(
+                    f"memory: {args.memory_images} images through the flow",
+                    [[memory.requests, f"{memory.wall_s:.1f}", f"{memory.peak_rss_mib:.0f}",
+                      f"{1000 * memory.wall_s / args.memory_images:.2f}"]],
+                    ["requests", "wall s", "peak RSS MiB", "wall ms/image"],
+                )
+                results["memory"] = memory.__dict__
+    finally:
+        prefect.terminate()
+        prefect.wait(15)
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+def start_prefect_server(work: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """Start a Prefect server for the flow runs (so its start-up is not part of any measurement)."""
+    import socket
+
+    import httpx
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
+                return process
+        except httpx.TransportError:
+            time.sleep(0.3)
+    process.kill()
+    raise SystemExit("prefect server did not start")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--bare":
+        _, _, folder, url, rate_text, concurrency_text = sys.argv
+        asyncio.run(bare_loop(Path(folder), url, float(rate_text), int(concurrency_text)))
+        # The child's own peak RSS is what wait4 reports to the parent.
+        resource.getrusage(resource.RUSAGE_SELF)
+    else:
+        main()
