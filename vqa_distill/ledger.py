@@ -174,15 +174,9 @@ class Ledger:
 
     def records(self, *statuses: str) -> Iterator[TeacherRecord]:
         """Yield stored records (all, or those with the given statuses) in insertion order."""
-        query = "SELECT * FROM records"
-        args: tuple[str, ...] = ()
-        if statuses:
-            query += f" WHERE status IN ({', '.join('?' * len(statuses))})"
-            args = statuses
-        for row in self._db.execute(query + " ORDER BY rowid", args):
-            values = dict(row)
-            values["params"] = json.loads(values["params"])
-            yield TeacherRecord(**values)
+        if not statuses:
+            return self._records_where("1", ())
+        return self._records_where(f"status IN ({', '.join('?' * len(statuses))})", statuses)
 
     def get(self, key: str) -> TeacherRecord | None:
         """Return the record of one key, if any."""
@@ -205,6 +199,7 @@ class Ledger:
         return responses, failed
 
     def _records_where(self, where: str, args: tuple[Any, ...]) -> Iterator[TeacherRecord]:
+        """Yield the records matching a fixed SQL condition (never user text) with bound ``args``."""
         for row in self._db.execute(f"SELECT * FROM records WHERE {where} ORDER BY rowid", args):
             values = dict(row)
             values["params"] = json.loads(values["params"])
