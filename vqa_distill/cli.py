@@ -17,6 +17,7 @@ COMMAND_MODULES = (
     "vqa_distill.teacher_server.cli",
     "vqa_distill.student.cli",
     "vqa_distill.ops_cli",
+    "vqa_distill.demo",
 )
 
 
