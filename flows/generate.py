@@ -23,6 +23,7 @@ from tasks.teacher import ask_teacher
 from vqa_distill import progress
 from vqa_distill.atomic import atomic_write_text
 from vqa_distill.dataset import build_dataset
+from vqa_distill.errors import FatalRunError
 from vqa_distill.ledger import STATUS_FAILED, Ledger, TeacherRecord, utc_now
 from vqa_distill.outcomes import failure_record
 from vqa_distill.plan import RunPlan, plan_run
@@ -130,12 +131,17 @@ async def generate(params: TeacherParams, only_keys: list[str] | None = None) ->
     """
     logger = get_run_logger()
     with Ledger(params.out) as ledger:
-        plan = plan_run(params, ledger, set(only_keys) if only_keys is not None else None)
-        logger.info(
-            "%d images, %d requests: %d already answered, %d to ask",
-            len(plan.images), len(plan.requests), plan.already_answered, len(plan.to_ask),
-        )
-        outcome = await ask_all(plan, params, ledger) if plan.to_ask else RunOutcome()
+        try:
+            plan = plan_run(params, ledger, set(only_keys) if only_keys is not None else None)
+            logger.info(
+                "%d images, %d requests: %d already answered, %d to ask",
+                len(plan.images), len(plan.requests), plan.already_answered, len(plan.to_ask),
+            )
+            outcome = await ask_all(plan, params, ledger) if plan.to_ask else RunOutcome()
+        except FatalRunError as exc:
+            # Said once, plainly: a wrong key or endpoint is not a bug, a traceback would bury the reason.
+            logger.error("%s", exc)
+            return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
         ledger.export()
         dataset = build_dataset(ledger, params.out, keys=plan.keys, val_ratio=params.val_ratio, seed=params.seed)
     summary = summarize(

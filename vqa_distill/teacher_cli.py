@@ -60,6 +60,8 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-preflight", dest="preflight", action="store_const", const=False,
         help="skip the one-call check of endpoint, key and model")
     add("--no-progress", action="store_true", help="no progress bar")
+    add("--verbose", "-v", action="store_true",
+        help="print every task run's log line here too (the Prefect UI always has them)")
 
 
 def register(subparsers: Any) -> None:
@@ -86,7 +88,7 @@ def params_from_args(args: argparse.Namespace) -> Any:
     from vqa_distill.settings import build_params, load_config_file
 
     values: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    skip = {"config", "command", "func", "no_progress", "output_json_path"}
+    skip = {"config", "command", "func", "no_progress", "output_json_path", "verbose"}
     for name, value in vars(args).items():
         if name not in skip and value is not None:
             values[_FIELD_OF.get(name, name)] = value
@@ -101,6 +103,10 @@ def params_from_args(args: argparse.Namespace) -> Any:
 def run_generate(args: argparse.Namespace) -> int:
     """Run the generate flow in this process with a progress bar; return the exit code."""
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if not args.verbose:
+        # One line per image would bury the progress bar: the terminal shows warnings and errors,
+        # the Prefect API (and UI) still receives every log line.
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from vqa_distill.errors import FatalRunError
 
     try:
