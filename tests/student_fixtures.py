@@ -23,6 +23,25 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# The original train.py's flags and their defaults (its README), which users know and ours must keep.
+ORIGINAL_DEFAULTS: dict[str, Any] = {
+    "cuda_devices": "0",
+    "system": "You are a helpful assistant.",
+    "output_dir": "checkpoint",
+    "data_seed": 42,
+    "max_length": 2048,
+    "split_dataset_ratio": 0.01,
+    "num_proc": 4,
+    "model_name": ["小黄", "Xiao Huang"],
+    "model_author": ["魔搭", "ModelScope"],
+    "lora_rank": 8,
+    "lora_alpha": 32,
+    "learning_rate": 1e-4,
+    "per_device_train_batch_size": 1,
+    "per_device_eval_batch_size": 1,
+    "gradient_accumulation_steps": 16,
+    "num_train_epochs": 5,
+}
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220), "yellow": (230, 220, 40)}
 PROMPT = "What colour is this tile?"
 SYSTEM = "You are a helpful assistant."

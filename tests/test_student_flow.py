@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import pytest
 import torch
@@ -14,7 +15,15 @@ from PIL import Image
 
 from flows.train import EVAL_KEY, LOSS_KEY, METRICS_KEY, train
 from tests.helpers import run_cli
-from tests.student_fixtures import PROMPT, colour_dataset, colour_rows, prefect_api, tiny_model, write_jsonl
+from tests.student_fixtures import (
+    ORIGINAL_DEFAULTS,
+    PROMPT,
+    colour_dataset,
+    colour_rows,
+    prefect_api,
+    tiny_model,
+    write_jsonl,
+)
 from vqa_distill.errors import EXIT_FATAL
 from vqa_distill.student.params import TrainParams
 from vqa_distill.student.results import read_summary
@@ -57,26 +66,19 @@ def test_flow_returns_the_adapter_and_the_original_flags_reach_swift(first_run: 
         p.name for p in run_dir.iterdir()
     }
     args = json.loads((run_dir / "args.json").read_text(encoding="utf-8"))
+    # The original flags under ms-swift's names (--num_proc is its --dataset_num_proc), with their defaults.
+    not_swift_args = {"cuda_devices", "output_dir"}  # an environment variable; a parent of the run directory
     expected = {
+        "dataset_num_proc" if name == "num_proc" else name: value
+        for name, value in ORIGINAL_DEFAULTS.items()
+        if name not in not_swift_args
+    }
+    expected |= {
         "model": str(tiny_model),
         "model_type": "qwen2_5_vl",
         "template": "qwen2_5_vl",
         "tuner_type": "lora",
         "torch_dtype": "float32",  # no GPU here
-        "system": "You are a helpful assistant.",
-        "data_seed": 42,
-        "max_length": 2048,
-        "split_dataset_ratio": 0.01,
-        "dataset_num_proc": 4,
-        "model_name": ["小黄", "Xiao Huang"],
-        "model_author": ["魔搭", "ModelScope"],
-        "lora_rank": 8,
-        "lora_alpha": 32,
-        "learning_rate": 1e-4,
-        "per_device_train_batch_size": 1,
-        "per_device_eval_batch_size": 1,
-        "gradient_accumulation_steps": 16,
-        "num_train_epochs": 5.0,
         "max_steps": 2,
     }
     assert {key: args[key] for key in expected} == expected
@@ -110,9 +112,9 @@ def _artifacts(flow_run_id: str) -> dict[str, Any]:
 
     with get_client(sync_client=True) as client:
         found = client.read_artifacts(
-            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))  # type: ignore[arg-type]
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[UUID(flow_run_id)]))
         )
-    return {artifact.key: artifact for artifact in found}
+    return {artifact.key or "": artifact for artifact in found}
 
 
 def test_flow_publishes_loss_metrics_and_evaluation(first_run: FirstRun) -> None:
@@ -188,9 +190,9 @@ def test_cli_refuses_a_missing_model_path(tmp_path: Path, colour_dataset: dict[s
 
 
 def test_cli_refuses_a_bad_dataset_before_training(tmp_path: Path, tiny_model: Path) -> None:
-    rows: list[object] = colour_rows(tmp_path / "images", 3)
-    rows[1] = {**rows[1], "images": []}  # type: ignore[dict-item]
-    rows.append({**rows[0], "images": [str(tmp_path / "images" / "deleted.png")]})  # type: ignore[dict-item]
+    rows: list[Any] = colour_rows(tmp_path / "images", 3)
+    rows[1] = {**rows[1], "images": []}
+    rows.append({**rows[0], "images": [str(tmp_path / "images" / "deleted.png")]})
     dataset = write_jsonl(tmp_path / "train.jsonl", rows)
     out = tmp_path / "checkpoints"
     result = run_cli(
@@ -202,3 +204,19 @@ def test_cli_refuses_a_bad_dataset_before_training(tmp_path: Path, tiny_model: P
     assert f"{dataset}:2: 1 <image> tag(s) but 0 image(s)" in result.stderr
     assert f"{dataset}:4: image 0 not found" in result.stderr
     assert not out.exists()  # nothing was trained
+
+
+def test_a_swift_failure_is_a_fatal_error_quoting_its_log(tmp_path: Path, tiny_model: Path) -> None:
+    from vqa_distill.errors import FatalRunError
+    from vqa_distill.student import training
+
+    dataset = write_jsonl(tmp_path / "train.jsonl", colour_rows(tmp_path / "images", 2))
+    params = TrainParams(
+        dataset=[str(dataset)], model_id_or_path=str(tiny_model), cuda_devices="cpu", output_dir=str(tmp_path / "out"),
+        swift_args=["--no_such_swift_flag", "1"],
+    )  # fmt: skip
+    with pytest.raises(FatalRunError, match="swift sft failed with exit code 1") as failed:
+        training.train(training.prepare(params, log=lambda _: None))
+    assert "remaining_argv: ['--no_such_swift_flag', '1']" in str(failed.value)
+    (log,) = (tmp_path / "out").glob("swift-sft.log.*")
+    assert str(log) in str(failed.value) and "--no_such_swift_flag" in log.read_text(encoding="utf-8")

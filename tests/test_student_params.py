@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from tests.student_fixtures import ORIGINAL_DEFAULTS
 from vqa_distill.errors import ModelNotFoundError
 from vqa_distill.student.argv import export_argv, sft_argv, sft_env, single_device_env
 from vqa_distill.student.cli import add_train_arguments, params_from_args
@@ -33,25 +34,7 @@ def parse(*argv: str) -> TrainParams:
 
 def test_defaults_are_the_original_scripts() -> None:
     params = TrainParams(dataset=["d.jsonl"], model_id_or_path="m")
-    original = {
-        "cuda_devices": "0",
-        "system": "You are a helpful assistant.",
-        "output_dir": "checkpoint",
-        "data_seed": 42,
-        "max_length": 2048,
-        "split_dataset_ratio": 0.01,
-        "num_proc": 4,
-        "model_name": ["小黄", "Xiao Huang"],
-        "model_author": ["魔搭", "ModelScope"],
-        "lora_rank": 8,
-        "lora_alpha": 32,
-        "learning_rate": 1e-4,
-        "per_device_train_batch_size": 1,
-        "per_device_eval_batch_size": 1,
-        "gradient_accumulation_steps": 16,
-        "num_train_epochs": 5,
-    }
-    assert {name: getattr(params, name) for name in original} == original
+    assert {name: getattr(params, name) for name in ORIGINAL_DEFAULTS} == ORIGINAL_DEFAULTS
     assert params.tuner == "lora"
 
 
@@ -212,7 +195,7 @@ def test_model_errors_name_the_path(tmp_path: Path) -> None:
     assert str(llama) in str(unknown.value)
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ModelNotFoundError, match="no config.json"):
+    with pytest.raises(ModelNotFoundError, match=r"no config\.json"):
         resolve_model(str(empty))
     adapter = _model_dir(tmp_path, "checkpoint-10", {"model_type": "qwen2_5_vl"})
     (adapter / "adapter_config.json").write_text("{}", encoding="utf-8")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from PIL import Image
@@ -67,7 +68,7 @@ def test_every_bad_row_is_named_by_line_and_reason(tmp_path: Path, counter: Toke
         assert reason in found[line], (line, found[line])
     assert report.files[0].good_lines == [1, 7]
     assert (report.total_rows, report.bad_rows) == (10, 8)
-    assert 50 < report.files[0].max_tokens  # counted with the real template, image tokens included
+    assert report.files[0].max_tokens > 50  # counted with the real template, image tokens included
 
 
 def test_bad_rows_refuse_training_naming_file_and_line(tmp_path: Path, counter: TokenCounter) -> None:
@@ -101,8 +102,8 @@ def test_skip_bad_rows_trains_on_a_counted_clean_copy(tmp_path: Path, counter: T
 
 
 def test_a_mixed_format_file_is_refused(tmp_path: Path, counter: TokenCounter) -> None:
-    rows: list[object] = colour_rows(tmp_path / "images", 3)
-    rows.insert(1, {"conversations": [{"from": "human", "value": "<image>hi"}], "images": rows[0]["images"]})  # type: ignore[index]
+    rows: list[Any] = colour_rows(tmp_path / "images", 3)
+    rows.insert(1, {"conversations": [{"from": "human", "value": "<image>hi"}], "images": rows[0]["images"]})
     path = write_jsonl(tmp_path / "mixed.jsonl", rows)
     report = check_files([str(path)], max_length=MAX_LENGTH, count_tokens=counter)
     assert [(i.line, i.reason) for i in report.issues] == [

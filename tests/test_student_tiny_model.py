@@ -52,18 +52,25 @@ def test_tiny_model_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert (tmp_path / "cli-model" / "model.safetensors").is_file()
 
 
-@pytest.mark.parametrize("arch", ["qwen2_vl", "qwen3_vl"])
-def test_other_archs_train_through_swift(tmp_path: Path, arch: str) -> None:
-    """Qwen2-VL and Qwen3-VL: resolved from config.json, encoded by their template, one real LoRA step."""
+@pytest.mark.parametrize(("arch", "tuner"), [("qwen2_vl", "dora"), ("qwen3_vl", "full")])
+def test_other_archs_and_tuners_train_through_swift(tmp_path: Path, arch: str, tuner: str) -> None:
+    """Qwen2-VL and Qwen3-VL resolved from config.json and encoded by their own template; DoRA and full
+    fine-tuning on them (LoRA on Qwen2.5-VL is test_student_flow's): one real step each."""
     model = build_tiny_model(tmp_path / f"tiny-{arch}", arch=arch)  # type: ignore[arg-type]
     dataset = write_jsonl(tmp_path / "train.jsonl", colour_rows(tmp_path / "images", 4))
     params = TrainParams(
         dataset=[str(dataset)], model_id_or_path=str(model), output_dir=str(tmp_path / "out"), cuda_devices="cpu",
-        max_steps=1, gradient_accumulation_steps=1, split_dataset_ratio=0.0, eval_limit=0, num_proc=1,
+        tuner=tuner, max_steps=1, gradient_accumulation_steps=1, split_dataset_ratio=0.0, eval_limit=0, num_proc=1,
     )  # fmt: skip
     prepared = training.prepare(params, log=lambda _: None)
     summary = training.train(prepared)
     assert summary.global_step == 1
-    assert (Path(summary.checkpoint) / "adapter_model.safetensors").is_file()
+    checkpoint = Path(summary.checkpoint)
     args = json.loads((Path(summary.run_dir) / "args.json").read_text(encoding="utf-8"))
     assert (args["model_type"], args["template"]) == (arch, arch)
+    if tuner == "full":
+        assert args["tuner_type"] == "full"
+        assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "config.json").is_file()
+    else:
+        adapter = json.loads((checkpoint / "adapter_config.json").read_text(encoding="utf-8"))
+        assert (args["tuner_type"], args["use_dora"], adapter["use_dora"]) == ("lora", True, True)

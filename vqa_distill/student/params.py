@@ -32,25 +32,25 @@ class TrainParams(BaseModel):
         "Qwen/Qwen2.5-VL-3B-Instruct. Qwen2-VL, Qwen2.5-VL and Qwen3-VL are supported.",
     )
     cuda_devices: str = Field(
-        "0",
+        default="0",
         description="CUDA_VISIBLE_DEVICES for training, e.g. '0' or '0,1' (several GPUs use ms-swift's torchrun "
         "launcher); 'cpu' or '' trains on the CPU.",
     )
-    system: str = Field(DEFAULT_SYSTEM, description="System prompt for rows that carry none.")
+    system: str = Field(default=DEFAULT_SYSTEM, description="System prompt for rows that carry none.")
     output_dir: str = Field(
-        "checkpoint", description="Where ms-swift writes its versioned run directory (vN-timestamp)."
+        default="checkpoint", description="Where ms-swift writes its versioned run directory (vN-timestamp)."
     )
-    data_seed: int = Field(42, description="Seed of the train/validation split.")
+    data_seed: int = Field(default=42, description="Seed of the train/validation split.")
     max_length: int = Field(
-        2048, ge=16, description="Token limit per row, images included; longer rows are refused by the preflight."
+        default=2048, ge=16, description="Token limit per row, images included; longer rows are refused by the preflight."
     )
     split_dataset_ratio: float = Field(
-        0.01,
+        default=0.01,
         ge=0.0,
         lt=1.0,
         description="Share of the training rows held out for validation when no val_dataset is given.",
     )
-    num_proc: int = Field(4, ge=1, description="Processes ms-swift uses to preprocess the dataset.")
+    num_proc: int = Field(default=4, ge=1, description="Processes ms-swift uses to preprocess the dataset.")
     model_name: list[str] = Field(
         default_factory=lambda: ["小黄", "Xiao Huang"],
         min_length=1,
@@ -63,53 +63,53 @@ class TrainParams(BaseModel):
         max_length=2,
         description="Chinese and English author; only used by the self-cognition rows (see self_cognition).",
     )
-    lora_rank: int = Field(8, ge=1, description="LoRA rank (lora, qlora, dora).")
-    lora_alpha: int = Field(32, ge=1, description="LoRA alpha (lora, qlora, dora).")
-    learning_rate: float = Field(1e-4, gt=0.0, description="Peak learning rate (1e-5 is usual for full).")
-    per_device_train_batch_size: int = Field(1, ge=1, description="Training rows per device per step.")
-    per_device_eval_batch_size: int = Field(1, ge=1, description="Validation rows per device per step.")
-    gradient_accumulation_steps: int = Field(16, ge=1, description="Micro-batches per optimizer step.")
-    num_train_epochs: float = Field(5.0, gt=0.0, description="Passes over the training rows.")
+    lora_rank: int = Field(default=8, ge=1, description="LoRA rank (lora, qlora, dora).")
+    lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha (lora, qlora, dora).")
+    learning_rate: float = Field(default=1e-4, gt=0.0, description="Peak learning rate (1e-5 is usual for full).")
+    per_device_train_batch_size: int = Field(default=1, ge=1, description="Training rows per device per step.")
+    per_device_eval_batch_size: int = Field(default=1, ge=1, description="Validation rows per device per step.")
+    gradient_accumulation_steps: int = Field(default=16, ge=1, description="Micro-batches per optimizer step.")
+    num_train_epochs: float = Field(default=5.0, gt=0.0, description="Passes over the training rows.")
 
     # --- this project's additions ---
     val_dataset: list[str] = Field(
         default_factory=list, description="Validation JSONL file(s); when given, no split is taken from dataset."
     )
     tuner: Tuner = Field(
-        "lora",
+        default="lora",
         description="lora (default), qlora (4-bit base, needs CUDA and bitsandbytes), dora, or full fine-tuning.",
     )
     self_cognition: int = Field(
-        0,
+        default=0,
         ge=0,
         description="Mix in N rows of ms-swift's swift/self-cognition dataset (downloaded from the hub), whose "
         "{{NAME}}/{{AUTHOR}} become model_name/model_author. 0: none, and model_name/model_author do nothing.",
     )
     max_pixels: int | None = Field(
-        None, ge=784, description="Downscale images above this many pixels (H*W) before encoding."
+        default=None, ge=784, description="Downscale images above this many pixels (H*W) before encoding."
     )
     resume_from_checkpoint: str | None = Field(
-        None, description="A checkpoint-N directory of an earlier run: continue it, optimizer state included."
+        default=None, description="A checkpoint-N directory of an earlier run: continue it, optimizer state included."
     )
-    merge: bool = Field(False, description="After training, also write a merged model (ms-swift export).")
+    merge: bool = Field(default=False, description="After training, also write a merged model (ms-swift export).")
     skip_bad_rows: bool = Field(
-        False, description="Drop rows that fail the preflight (counted and reported) instead of refusing to train."
+        default=False, description="Drop rows that fail the preflight (counted and reported) instead of refusing to train."
     )
-    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
-    logging_steps: int = Field(5, ge=1, description="Log loss every N optimizer steps.")
-    save_steps: int | None = Field(None, ge=1, description="Save a checkpoint every N steps (ms-swift's default: 500).")
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    logging_steps: int = Field(default=5, ge=1, description="Log loss every N optimizer steps.")
+    save_steps: int | None = Field(default=None, ge=1, description="Save a checkpoint every N steps (ms-swift's default: 500).")
     torch_dtype: TorchDtype = Field(
-        "auto", description="auto: bfloat16 on a GPU that supports it, else float16; float32 on the CPU."
+        default="auto", description="auto: bfloat16 on a GPU that supports it, else float16; float32 on the CPU."
     )
-    model_type: str | None = Field(None, description="Override the ms-swift model_type resolved from the model.")
+    model_type: str | None = Field(default=None, description="Override the ms-swift model_type resolved from the model.")
     template: str | None = Field(
-        None, description="Override the ms-swift template (e.g. qvq, mimo_vl) resolved from the model."
+        default=None, description="Override the ms-swift template (e.g. qvq, mimo_vl) resolved from the model."
     )
     eval_limit: int = Field(
-        100, ge=0, description="After training, score the student on up to N validation rows; 0 skips evaluation."
+        default=100, ge=0, description="After training, score the student on up to N validation rows; 0 skips evaluation."
     )
-    eval_base: bool = Field(True, description="Also score the untrained base model on the same rows.")
-    eval_max_new_tokens: int = Field(256, ge=1, description="Answer length limit during evaluation.")
+    eval_base: bool = Field(default=True, description="Also score the untrained base model on the same rows.")
+    eval_max_new_tokens: int = Field(default=256, ge=1, description="Answer length limit during evaluation.")
     swift_args: list[str] = Field(
         default_factory=list, description="Extra flags appended verbatim to `swift sft` (e.g. --deepspeed zero2)."
     )

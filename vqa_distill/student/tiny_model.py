@@ -82,7 +82,8 @@ CHAT_TEMPLATE = (
 def build_tiny_model(out_dir: str | Path, *, arch: Arch = "qwen2_5_vl", seed: int = 0) -> Path:
     """Write a random-weight Qwen-VL model of ``arch`` with an offline tokenizer into ``out_dir``.
 
-    Returns the directory. Takes seconds and about 10 MB (the embedding has Qwen's full vocabulary).
+    Returns the directory. Takes seconds and about 15 MB: 10 MB of bfloat16 weights (the tied embedding
+    has Qwen's full vocabulary) and a 5 MB tokenizer.
     """
     import torch
 
@@ -190,7 +191,8 @@ def _build_processor(arch: Arch) -> Any:
     )
     tokenizer.chat_template = CHAT_TEMPLATE
     patch = 16 if arch == "qwen3_vl" else 14
-    # Small images keep the demo fast; a caller can still pass --max_pixels to ms-swift.
+    # Used by transformers' processor (plain peft/transformers inference); ms-swift resizes images itself
+    # (qwen_vl_utils' MAX_PIXELS, and --max_pixels).
     pixels = {"shortest_edge": 56 * 56, "longest_edge": (patch * 2) ** 2 * 256}
     image_processor = transformers.Qwen2VLImageProcessor(patch_size=patch, merge_size=2, size=pixels)
     if arch == "qwen3_vl":
