@@ -36,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 API_KEY = "sk-bench-not-a-real-key-000000000000"
 PROMPT = "Describe the defects."
+STARTUP_IMAGES = 20  # a run this small measures a process's fixed start-up cost
 
 
 @dataclass
@@ -49,6 +50,30 @@ class Measured:
     server_rate: float
     cpu_s: float
     peak_rss_mib: float
+    prefect_cpu_s: float = 0.0  # the Prefect server's CPU during the run (it shares the machine)
+    teacher_cpu_s: float = 0.0  # the offline teacher's CPU during the run
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds used so far by a process and its children (psutil reads /proc)."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+OTHER_PIDS: dict[str, int] = {}  # "prefect" and "teacher": servers whose CPU each run is charged with
 
 
 def make_images(folder: Path, count: int, scenario: int) -> None:
@@ -62,6 +87,7 @@ def make_images(folder: Path, count: int, scenario: int) -> None:
 def run_measured(name: str, argv: list[str], env: dict[str, str], server: Any) -> Measured:
     """Run a child process, wait for it with wait4 (its own rusage), and read the server's timestamps."""
     server.reset()
+    before = {name: tree_cpu_seconds(pid) for name, pid in OTHER_PIDS.items()}
     started = time.perf_counter()
     process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)
@@ -75,7 +101,11 @@ def run_measured(name: str, argv: list[str], env: dict[str, str], server: Any) -
     steady = times[len(times) // 5 :]
     rate = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else 0.0
     span = times[-1] - times[0] if len(times) > 1 else 0.0
-    return Measured(name, len(times), wall, span, rate, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+    used = {name: tree_cpu_seconds(pid) - before[name] for name, pid in OTHER_PIDS.items()}
+    return Measured(
+        name, len(times), wall, span, rate, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
+        prefect_cpu_s=used.get("prefect", 0.0), teacher_cpu_s=used.get("teacher", 0.0),
+    )
 
 
 def bare_argv(images: Path, base_url: str, rate: float, concurrency: int) -> list[str]:
@@ -91,14 +121,13 @@ def flow_argv(images: Path, out: Path, base_url: str, rate: float, concurrency: 
 
 
 async def bare_loop(images: Path, base_url: str, rate: float, concurrency: int) -> None:
-    """The baseline: what a careful user writes by hand, with the same image preparation and rate bucket."""
-    from openai import AsyncOpenAI
-
+    """The baseline: what a careful user writes by hand, with the same client, image preparation and bucket."""
     from vqa_distill.imaging import prepare_image
     from vqa_distill.ratelimit import RateGate
     from vqa_distill.settings import DEFAULT_MAX_PIXELS
+    from vqa_distill.teacher_client import make_client
 
-    client = AsyncOpenAI(api_key=API_KEY, base_url=base_url, max_retries=0)
+    client = make_client(base_url=base_url, api_key=API_KEY, timeout=60)  # the same HTTP stack as the flow
     gate = RateGate(rpm=int(rate * 60), tpm=1_000_000_000)
     in_flight = asyncio.Semaphore(concurrency)
 
@@ -117,6 +146,11 @@ async def bare_loop(images: Path, base_url: str, rate: float, concurrency: int) 
 
     await asyncio.gather(*(one(path) for path in sorted(images.iterdir())))
     await client.close()
+
+
+def cpu_columns(measured: Measured, images: int) -> list[str]:
+    """CPU milliseconds per image of the client process, the Prefect server and the offline teacher."""
+    return [f"{1000 * cpu / images:.1f}" for cpu in (measured.cpu_s, measured.prefect_cpu_s, measured.teacher_cpu_s)]
 
 
 def print_table(title: str, rows: list[list[str]], header: list[str]) -> None:
@@ -159,6 +193,7 @@ def main() -> None:
     results: dict[str, Any] = {}
     try:
         with running_teacher_server(api_key=API_KEY) as server:
+            OTHER_PIDS.update(prefect=prefect.pid, teacher=server.process.pid)
             rate_images = work / "rate"
             make_images(rate_images, args.images, scenario=1)
             server.set_latency(args.latency)
@@ -169,36 +204,48 @@ def main() -> None:
             print_table(
                 f"rate: {args.images} images, limit {args.rate:g} req/s, server latency {args.latency:g} s",
                 [[m.name, m.requests, f"{m.server_rate:.2f}", f"{100 * m.server_rate / args.rate:.1f}%",
-                  f"{m.wall_s:.1f}", f"{m.peak_rss_mib:.0f}"] for m in (bare, flow)]
-                + [["flow/bare", "", f"{flow.server_rate / bare.server_rate:.3f}", "", "", ""]],
-                ["run", "requests", "req/s at server", "of limit", "wall s", "peak RSS MiB"],
+                  *cpu_columns(m, args.images), f"{m.peak_rss_mib:.0f}"] for m in (bare, flow)]
+                + [["flow/bare", "", f"{flow.server_rate / bare.server_rate:.3f}", "", "", "", "", ""]],
+                ["run", "requests", "steady req/s at server", "of limit", "client CPU ms/img",
+                 "prefect server CPU ms/img", "teacher CPU ms/img", "peak RSS MiB"],
             )
             results["rate"] = {"limit": args.rate, "bare": bare.__dict__, "flow": flow.__dict__}
 
-            fast_images = work / "fast"
-            make_images(fast_images, args.images, scenario=2)
+            # Orchestration overhead per image: the CPU the flow's process spends per image beyond the
+            # bare loop's, with each process's fixed start-up cost taken out (a run over a few images).
             server.set_latency(args.fast_latency)
             unlimited = 1_000_000.0
-            bare_fast = run_measured("bare", bare_argv(fast_images, server.base_url, unlimited, 64), env, server)
-            flow_fast = run_measured(
-                "flow", flow_argv(fast_images, work / "out-fast", server.base_url, unlimited, 64), env, server
-            )
-            overhead_cpu_ms = 1000 * (flow_fast.cpu_s - bare_fast.cpu_s) / args.images
-            overhead_wall_ms = 1000 * (flow_fast.span_s - bare_fast.span_s) / args.images
+            runs: dict[str, dict[int, Measured]] = {"bare": {}, "flow": {}}
+            for count in (STARTUP_IMAGES, args.images):
+                folder = work / f"fast-{count}"
+                make_images(folder, count, scenario=2 + count % 200)
+                runs["bare"][count] = run_measured("bare", bare_argv(folder, server.base_url, unlimited, 64), env, server)
+                runs["flow"][count] = run_measured(
+                    "flow", flow_argv(folder, work / f"out-fast-{count}", server.base_url, unlimited, 64), env, server
+                )
+            per_image = {
+                name: {
+                    "client": 1000 * (by[args.images].cpu_s - by[STARTUP_IMAGES].cpu_s) / (args.images - STARTUP_IMAGES),
+                    "prefect": 1000 * (by[args.images].prefect_cpu_s - by[STARTUP_IMAGES].prefect_cpu_s)
+                    / (args.images - STARTUP_IMAGES),
+                    "wall": 1000 * by[args.images].span_s / args.images,
+                }
+                for name, by in runs.items()
+            }
+            overhead = {key: per_image["flow"][key] - per_image["bare"][key] for key in ("client", "prefect", "wall")}
             print_table(
-                f"overhead: {args.images} images, no rate limit, server latency {args.fast_latency:g} s",
-                [[m.name, m.requests, f"{m.server_rate:.1f}", f"{m.span_s:.1f}", f"{1000 * m.span_s / args.images:.2f}",
-                  f"{m.wall_s:.1f}", f"{m.cpu_s:.1f}"] for m in (bare_fast, flow_fast)]
-                + [["flow-bare", "", "", "", f"{overhead_wall_ms:.2f}", "", f"{overhead_cpu_ms * args.images / 1000:.1f}"]],
-                ["run", "requests", "req/s", "span s", "span ms/image", "process wall s", "process CPU s"],
+                f"overhead: {args.images} images, no rate limit, server latency {args.fast_latency:g} s "
+                f"(per image, start-up taken out)",
+                [[name, f"{v['client']:.2f}", f"{v['prefect']:.2f}", f"{v['wall']:.2f}",
+                  f"{runs[name][args.images].server_rate:.1f}"] for name, v in per_image.items()]
+                + [["flow - bare", f"{overhead['client']:.2f}", f"{overhead['prefect']:.2f}", f"{overhead['wall']:.2f}", ""]],
+                ["run", "client CPU ms", "prefect server CPU ms", "wall ms (server span / images)", "req/s"],
             )
-            print("span: first to last request at the server (start-up excluded); CPU includes start-up")
-            results["overhead"] = {"cpu_ms_per_image": overhead_cpu_ms, "wall_ms_per_image": overhead_wall_ms}
+            results["overhead"] = {"per_image_ms": per_image, "flow_minus_bare_ms": overhead}
 
             if args.memory_images:
                 big = work / "memory"
                 make_images(big, args.memory_images, scenario=3)
-                server.set_latency(args.fast_latency)
                 memory = run_measured(
                     "flow", flow_argv(big, work / "out-memory", server.base_url, unlimited, 256), env, server
                 )
