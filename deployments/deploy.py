@@ -61,7 +61,7 @@ def deploy_deployments(prefect_file: Path = PREFECT_FILE, names: Sequence[str] =
     return output
 
 
-async def apply_infrastructure(gpu_pool_type: PoolType = "process", gpu_slots: int = DEFAULT_GPU_SLOTS) -> list[str]:
+async def apply_infrastructure(gpu_pool_type: PoolType | None = None, gpu_slots: int = DEFAULT_GPU_SLOTS) -> list[str]:
     """Create or update the work pools and the gpu limit on the configured Prefect API."""
     import httpx
     from prefect.client.orchestration import get_client
@@ -75,12 +75,15 @@ async def apply_infrastructure(gpu_pool_type: PoolType = "process", gpu_slots: i
 
 def apply(
     *,
-    gpu_pool_type: PoolType = "process",
+    gpu_pool_type: PoolType | None = None,
     gpu_slots: int = DEFAULT_GPU_SLOTS,
     names: Sequence[str] = (),
     prefect_file: Path = PREFECT_FILE,
 ) -> list[str]:
-    """Apply pools, the gpu limit and the deployments; returns what was done, one line each."""
+    """Apply pools, the gpu limit and the deployments; returns what was done, one line each.
+
+    ``gpu_pool_type`` None keeps the existing gpu-pool's type (process for a new one).
+    """
     lines = asyncio.run(apply_infrastructure(gpu_pool_type, gpu_slots))
     deploy_deployments(prefect_file, names)
     lines.append(f"deployments from {prefect_file.name}: " + (", ".join(names) if names else "all") + " applied")
@@ -93,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(prog="python -m deployments.deploy", description=__doc__.splitlines()[0])
     parser.add_argument("--gpu-slots", type=int, default=DEFAULT_GPU_SLOTS)
-    parser.add_argument("--gpu-pool-type", choices=["process", "docker", "kubernetes"], default="process")
+    parser.add_argument("--gpu-pool-type", choices=["process", "docker", "kubernetes"], default=None)
     parser.add_argument("--name", action="append", default=[], help="deploy only this deployment (repeatable)")
     args = parser.parse_args(argv)
     try:

@@ -107,10 +107,27 @@ async def apply_gpu_limit(client: PrefectClient, slots: int = DEFAULT_GPU_SLOTS)
     await client.create_concurrency_limit(tag=GPU_TAG, concurrency_limit=slots)
 
 
+async def current_gpu_pool_type(client: PrefectClient) -> PoolType:
+    """Return the type of the existing gpu-pool (so a plain re-apply keeps a Docker pool Docker); process if none."""
+    from prefect.exceptions import ObjectNotFound
+
+    try:
+        pool = await client.read_work_pool(GPU_POOL)
+    except ObjectNotFound:
+        return "process"
+    if pool.type not in ("process", "docker", "kubernetes"):
+        raise ConfigError(f"work pool {GPU_POOL!r} has type {pool.type!r}, which this project has no template for")
+    return pool.type  # type: ignore[return-value]
+
+
 async def apply_all(
-    client: PrefectClient, *, gpu_pool_type: PoolType = "process", gpu_slots: int = DEFAULT_GPU_SLOTS
+    client: PrefectClient, *, gpu_pool_type: PoolType | None = None, gpu_slots: int = DEFAULT_GPU_SLOTS
 ) -> list[str]:
-    """Apply both pools and the gpu limit; returns one line per change, for the CLI to print."""
+    """Apply both pools and the gpu limit; returns one line per change, for the CLI to print.
+
+    ``gpu_pool_type`` None keeps the existing gpu-pool's type (process for a new one).
+    """
+    gpu_pool_type = gpu_pool_type or await current_gpu_pool_type(client)
     lines = [f"work pool {spec.name} ({spec.type}): {await apply_pool(client, spec)}" for spec in pool_specs(gpu_pool_type)]
     await apply_gpu_limit(client, gpu_slots)
     lines.append(f"tag concurrency limit {GPU_TAG!r}: {gpu_slots}")

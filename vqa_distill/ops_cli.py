@@ -57,8 +57,9 @@ def register(subparsers: Any) -> None:
     deploy.add_argument(
         "--gpu-pool-type",
         choices=["process", "docker", "kubernetes"],
-        default="process",
-        help="gpu-pool type; docker/kubernetes use deployments/*-job-template.json (default process)",
+        default=None,
+        help="gpu-pool type; docker/kubernetes use deployments/*-job-template.json "
+        "(default: keep the existing pool's type; process for a new pool)",
     )
     deploy.add_argument("--name", action="append", default=[], help="apply only this deployment (repeatable)")
     deploy.set_defaults(func=run_deploy)
@@ -89,7 +90,7 @@ def _home(args: argparse.Namespace) -> Path:
     return Path(args.home) if args.home else DEFAULT_HOME
 
 
-def _fail(exc: BaseException) -> int:
+def _fail(exc: BaseException | str) -> int:
     print(f"error: {exc}", file=sys.stderr)
     return EXIT_FATAL
 
@@ -173,6 +174,9 @@ def print_failed(run: Any) -> None:
     from rich.table import Table
 
     console = Console()
+    if not run.images:
+        console.print(f"no failed image in {run.flow_run_name} ({run.flow_run_id}, {run.state})", soft_wrap=True)
+        return
     title = f"{len(run.images)} failed image(s) in {run.flow_run_name} ({run.flow_run_id}, {run.state})"
     table = Table(title=title, caption=f"run folder: {run.out}" if run.out else None)
     for column in ("file", "reason", "attempts"):
@@ -180,8 +184,7 @@ def print_failed(run: Any) -> None:
     for image in run.images:
         table.add_row(image.file, image.reason, str(image.attempts))
     console.print(table)
-    if run.images:
-        console.print(f"re-ask them: vqa-distill retry-failed {run.flow_run_id}", soft_wrap=True)
+    console.print(f"re-ask them: vqa-distill retry-failed {run.flow_run_id}", soft_wrap=True)
 
 
 def run_retry_failed(args: argparse.Namespace) -> int:
@@ -195,7 +198,13 @@ def run_retry_failed(args: argparse.Namespace) -> int:
     from vqa_distill.summary import RunSummary
     from vqa_distill.teacher_cli import print_summary
 
-    state = asyncio.run(retry_failed(args.run, return_state=True))  # type: ignore[call-overload]
+    run: Any = retry_failed(args.run, return_state=True)  # a coroutine of the flow run's final state
+    try:
+        state = asyncio.run(run)
+    except RuntimeError as exc:  # Prefect's own check that its API answers, before the flow run exists
+        if "Failed to reach API" not in str(exc):
+            raise
+        return _fail(f"cannot reach the Prefect API: {exc}")
     result = state.result(raise_on_failure=False, _sync=True)
     if isinstance(result, FatalRunError):
         return _fail(result)

@@ -44,7 +44,7 @@ OFFLINE_TEACHER_KEY = "sk-offline-teacher"  # the offline server accepts any key
 WORKER_READY = "started!"  # what `prefect worker start` logs once it polls
 
 # What a client (the CLI, a shell) needs to use the stack's API and share its result storage.
-CLIENT_SETTINGS = ("PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "VQA_DISTILL_ROOT")
+CLIENT_SETTINGS = ("PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH")
 
 GpuWorker = Literal["auto", "cpu", "none"]
 
