@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench-teacher bench-train clean
+.PHONY: install demo test lint bench-teacher bench-train stack-up stack-down deploy clean
 
 install: $(STAMP)
 
@@ -31,5 +31,16 @@ bench-teacher: install
 bench-train: install
 	$(PY) bench/train.py
 
-clean:
+STACK_ARGS ?= --offline-teacher --gpu-worker cpu
+
+stack-up: install
+	$(VENV)/bin/vqa-distill stack up $(STACK_ARGS)
+
+stack-down:
+	-$(VENV)/bin/vqa-distill stack down
+
+deploy: install
+	$(VENV)/bin/vqa-distill deploy
+
+clean: stack-down
 	rm -rf data/runs data/models .stack

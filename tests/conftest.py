@@ -20,6 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+# Session fixtures of the student and ops suites, registered once (importing them into each module
+# would make one copy per module: three stacks, three tiny models).
+pytest_plugins = ["tests.student_fixtures", "tests.ops_fixtures"]
+
 TEST_API_KEY = "sk-test-4f9c2b7e1d3a5c6b8e0f1a2b3c4d5e6f"  # a fake key: tests assert it never leaks
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="vqa-distill-tests-"))
 

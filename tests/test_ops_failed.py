@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import chat_requests, make_image, make_images
-from tests.ops_fixtures import OpsStack, ops_stack, wait_for
+from tests.ops_fixtures import OpsStack, wait_for
 from tests.test_ops_pipeline import teacher_params
 from vqa_distill.dataset import read_jsonl
 from vqa_distill.errors import EXIT_OK, EXIT_SOME_FAILED
-
-__all__ = ["ops_stack"]  # fixtures used by name
 
 REFUSE_ODD_SIZE = [{"kind": "400", "match_image_size": "40x40"}]
 ONLY_THE_ODD_TWO = ["40x40", "40x40"]

@@ -8,13 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import chat_requests, make_images
-from tests.ops_fixtures import OpsStack, ops_stack
-from tests.student_fixtures import tiny_model
+from tests.ops_fixtures import OpsStack
 from tests.test_ops_pipeline import TINY_TRAINING, teacher_params
 from vqa_distill.dataset import read_jsonl
 from vqa_distill.settings import TeacherParams
-
-__all__ = ["ops_stack", "tiny_model"]  # fixtures used by name
 
 
 def refresh(stack: OpsStack, teacher: Any, images: Path, out: Path) -> int:

@@ -13,11 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from tests.helpers import chat_requests, make_images
-from tests.ops_fixtures import OpsStack, ops_stack
-from tests.student_fixtures import tiny_model
+from tests.ops_fixtures import OpsStack
 from vqa_distill.dataset import read_jsonl
-
-__all__ = ["ops_stack", "tiny_model"]  # fixtures used by name
 
 # A few steps of LoRA on the CPU: enough to write an adapter, seconds not minutes.
 TINY_TRAINING = {

@@ -15,20 +15,10 @@ from PIL import Image
 
 from flows.train import EVAL_KEY, LOSS_KEY, METRICS_KEY, train
 from tests.helpers import run_cli
-from tests.student_fixtures import (
-    ORIGINAL_DEFAULTS,
-    PROMPT,
-    colour_dataset,
-    colour_rows,
-    prefect_api,
-    tiny_model,
-    write_jsonl,
-)
+from tests.student_fixtures import ORIGINAL_DEFAULTS, PROMPT, colour_rows, write_jsonl
 from vqa_distill.errors import EXIT_FATAL
 from vqa_distill.student.params import TrainParams
 from vqa_distill.student.results import read_summary
-
-__all__ = ["colour_dataset", "prefect_api", "tiny_model"]  # fixtures, imported for pytest
 
 
 @dataclass(frozen=True)

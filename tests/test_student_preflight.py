@@ -9,14 +9,13 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from tests.student_fixtures import PROMPT, SYSTEM, colour_rows, tiny_model, write_jsonl
+from tests.student_fixtures import PROMPT, SYSTEM, colour_rows, write_jsonl
 from vqa_distill.errors import DatasetError
 from vqa_distill.student import training
 from vqa_distill.student.model_resolve import resolve_model
 from vqa_distill.student.params import TrainParams
 from vqa_distill.student.preflight import TokenCounter, check_files, load_token_counter, run_preflight
 
-__all__ = ["tiny_model"]  # a fixture, imported for pytest
 
 MAX_LENGTH = 400  # a small image row is ~100 tokens; the large image below is ~1,800
 
