@@ -16,7 +16,6 @@ from vqa_distill.student.model_resolve import resolve_model
 from vqa_distill.student.params import TrainParams
 from vqa_distill.student.preflight import TokenCounter, check_files, load_token_counter, run_preflight
 
-
 MAX_LENGTH = 400  # a small image row is ~100 tokens; the large image below is ~1,800
 
 
