@@ -153,6 +153,37 @@ def cpu_columns(measured: Measured, images: int) -> list[str]:
     return [f"{1000 * cpu / images:.1f}" for cpu in (measured.cpu_s, measured.prefect_cpu_s, measured.teacher_cpu_s)]
 
 
+async def prefect_floor(count: int) -> None:
+    """Run ``count`` no-op async task runs in one flow, 64 in flight: what Prefect itself costs per task run."""
+    from prefect import flow, task
+
+    @task(task_run_name="noop[{index}]")
+    async def noop(index: int) -> int:
+        return index
+
+    @flow(name="bench-floor")
+    async def floor_flow() -> None:
+        in_flight = asyncio.Semaphore(64)
+
+        async def one(index: int) -> None:
+            async with in_flight:
+                await noop(index)
+
+        await asyncio.gather(*(one(index) for index in range(count)))
+
+    await floor_flow()
+
+
+def floor_cpu(count: int, env: dict[str, str]) -> tuple[float, float]:
+    """Run the Prefect floor in a child; return (its CPU seconds, the Prefect server's CPU seconds)."""
+    before = tree_cpu_seconds(OTHER_PIDS["prefect"])
+    process = subprocess.Popen([sys.executable, __file__, "--floor", str(count)], env=env, cwd=REPO)
+    _, status, usage = os.wait4(process.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit("the Prefect floor run failed")
+    return usage.ru_utime + usage.ru_stime, tree_cpu_seconds(OTHER_PIDS["prefect"]) - before
+
+
 def print_table(title: str, rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
@@ -173,6 +204,7 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
+    from vqa_distill.prefect_settings import SERVER_SETTINGS
     from vqa_distill.teacher_server.process import running_teacher_server
 
     work = Path(tempfile.mkdtemp(prefix="bench-teacher-"))
@@ -185,10 +217,7 @@ def main() -> None:
         "PREFECT_LOGGING_LEVEL": "WARNING",
         "PYTHONPATH": str(REPO),
     })
-    for service in ("TASK_RUN_RECORDER", "EVENT_PERSISTER"):
-        env[f"PREFECT_SERVER_SERVICES_{service}_BATCH_SIZE"] = "500"
-        env[f"PREFECT_SERVER_SERVICES_{service}_READ_BATCH_SIZE"] = "100"
-        env[f"PREFECT_SERVER_SERVICES_{service}_FLUSH_INTERVAL"] = "1"
+    env.update(SERVER_SETTINGS)
     prefect = start_prefect_server(work, env)
     results: dict[str, Any] = {}
     try:
@@ -232,15 +261,23 @@ def main() -> None:
                 }
                 for name, by in runs.items()
             }
+            small, large = floor_cpu(STARTUP_IMAGES, env), floor_cpu(args.images, env)
+            per_image["prefect floor"] = {
+                "client": 1000 * (large[0] - small[0]) / (args.images - STARTUP_IMAGES),
+                "prefect": 1000 * (large[1] - small[1]) / (args.images - STARTUP_IMAGES),
+                "wall": float("nan"),
+            }
             overhead = {key: per_image["flow"][key] - per_image["bare"][key] for key in ("client", "prefect", "wall")}
             print_table(
                 f"overhead: {args.images} images, no rate limit, server latency {args.fast_latency:g} s "
                 f"(per image, start-up taken out)",
                 [[name, f"{v['client']:.2f}", f"{v['prefect']:.2f}", f"{v['wall']:.2f}",
-                  f"{runs[name][args.images].server_rate:.1f}"] for name, v in per_image.items()]
+                  f"{runs[name][args.images].server_rate:.1f}" if name in runs else ""]
+                 for name, v in per_image.items()]
                 + [["flow - bare", f"{overhead['client']:.2f}", f"{overhead['prefect']:.2f}", f"{overhead['wall']:.2f}", ""]],
                 ["run", "client CPU ms", "prefect server CPU ms", "wall ms (server span / images)", "req/s"],
             )
+            print("prefect floor: a flow of no-op async task runs, the engine's own cost per task run")
             results["overhead"] = {"per_image_ms": per_image, "flow_minus_bare_ms": overhead}
 
             if args.memory_images:
@@ -289,7 +326,9 @@ def start_prefect_server(work: Path, env: dict[str, str]) -> subprocess.Popen[by
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--bare":
+    if len(sys.argv) > 1 and sys.argv[1] == "--floor":
+        asyncio.run(prefect_floor(int(sys.argv[2])))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--bare":
         _, _, folder, url, rate_text, concurrency_text = sys.argv
         asyncio.run(bare_loop(Path(folder), url, float(rate_text), int(concurrency_text)))
         # The child's own peak RSS is what wait4 reports to the parent.

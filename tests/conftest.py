@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+
+from vqa_distill.prefect_settings import SERVER_SETTINGS
 
 # Session fixtures of the student and ops suites, registered once (importing them into each module
 # would make one copy per module: three stacks, three tiny models).
@@ -39,15 +37,9 @@ PREFECT_HOME = _SESSION_DIR / "prefect-home"
 PREFECT_ENV = {
     "PREFECT_HOME": str(PREFECT_HOME),
     "PREFECT_API_URL": f"http://127.0.0.1:{PREFECT_PORT}/api",
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    **SERVER_SETTINGS,
     "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(_SESSION_DIR / "results"),
     "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.3",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "100",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_READ_BATCH_SIZE": "100",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
     "HF_HUB_OFFLINE": "1",
     "TRANSFORMERS_OFFLINE": "1",
     "TOKENIZERS_PARALLELISM": "false",
@@ -58,37 +50,16 @@ os.environ.pop("OPENAI_API_KEY", None)
 
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server() -> Iterator[str]:
-    """Run a real Prefect server for the whole session; yields its API URL."""
-    log_path = _SESSION_DIR / "prefect-server.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(PREFECT_PORT)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ),
-        )
+    """Run a real Prefect server for the whole session (the stack's own start/stop); yields its API URL."""
+    from vqa_distill.stack import is_healthy, server_argv, start_process, stop_process, wait_until
+
     api_url = PREFECT_ENV["PREFECT_API_URL"]
-    deadline = time.monotonic() + 90
-    while True:
-        if process.poll() is not None:
-            raise RuntimeError("prefect server exited:\n" + log_path.read_text(errors="replace")[-3000:])
-        try:
-            if httpx.get(f"{api_url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            process.kill()
-            raise RuntimeError("prefect server not healthy:\n" + log_path.read_text(errors="replace")[-3000:])
-        time.sleep(0.3)
+    process = start_process("prefect-server", server_argv(PREFECT_PORT), os.environ, _SESSION_DIR / "logs")
     try:
+        wait_until(lambda: is_healthy(f"{api_url}/health"), process, 90, "the test Prefect server")
         yield api_url
     finally:
-        process.terminate()
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
 
 
 @pytest.fixture(scope="session")

@@ -28,6 +28,7 @@ import httpx
 import psutil
 
 from vqa_distill.errors import ConfigError, FatalRunError
+from vqa_distill.prefect_settings import SERVER_SETTINGS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_HOME = REPO_ROOT / ".stack"
@@ -48,16 +49,6 @@ CLIENT_SETTINGS = ("PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH")
 
 GpuWorker = Literal["auto", "cpu", "none"]
 
-# Server settings: no telemetry, and batches that keep up with thousands of task runs (DESIGN.md).
-SERVER_SETTINGS = {
-    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "500",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_READ_BATCH_SIZE": "100",
-    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_BATCH_SIZE": "500",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_READ_BATCH_SIZE": "100",
-    "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_FLUSH_INTERVAL": "1",
-}
 
 
 @dataclass
@@ -180,7 +171,8 @@ def _tail(path: str, chars: int = 3000) -> str:
         return ""
 
 
-def _healthy(url: str) -> bool:
+def is_healthy(url: str) -> bool:
+    """Tell whether ``url`` answers 200 now (a health endpoint)."""
     try:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.TransportError:
@@ -261,11 +253,11 @@ def _start_all(
     logs = Path(state.home) / "logs"
     server = _record(state, start_process("prefect-server", server_argv(state.port), env, logs))
     say(f"prefect server starting on {state.ui_url} (log: {server.log})")
-    wait_until(lambda: _healthy(f"{state.api_url}/health"), server, SERVER_START_TIMEOUT_S, "prefect server")
+    wait_until(lambda: is_healthy(f"{state.api_url}/health"), server, SERVER_START_TIMEOUT_S, "prefect server")
     if offline_teacher:
         argv = [sys.executable, "-m", "vqa_distill.cli", "teacher-server", "--host", LOOPBACK, "--port", str(teacher_port)]
         teacher = _record(state, start_process("teacher-server", argv, env, logs))
-        wait_until(lambda: _healthy(f"http://{LOOPBACK}:{teacher_port}/health"), teacher, 30, "offline teacher server")
+        wait_until(lambda: is_healthy(f"http://{LOOPBACK}:{teacher_port}/health"), teacher, 30, "offline teacher server")
         say(f"offline teacher at http://{LOOPBACK}:{teacher_port}/v1 (accepts any API key)")
     gpus = gpu_count() if gpu_worker == "auto" else 0
     if deploy:
@@ -366,7 +358,7 @@ def status(home: Path = DEFAULT_HOME) -> dict[str, Any] | None:
         "home": state.home,
         "ui_url": state.ui_url,
         "api_url": state.api_url,
-        "api_healthy": _healthy(f"{state.api_url}/health"),
+        "api_healthy": is_healthy(f"{state.api_url}/health"),
         "processes": {p.name: {"pid": p.pid, "running": p.handle() is not None, "log": p.log} for p in state.processes},
     }
 
