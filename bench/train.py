@@ -93,6 +93,23 @@ def run_flow(params: object, output_dir: Path) -> tuple[float, float]:
     return float(summary.train_samples_per_second or 0.0), wall
 
 
+def start_prefect_server(work: Path) -> object:
+    """Start a Prefect server on a free loopback port and point this process at it."""
+    import socket
+
+    from vqa_distill.prefect_settings import SERVER_SETTINGS
+    from vqa_distill.stack import is_healthy, server_argv, start_process, wait_until
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    os.environ.update(SERVER_SETTINGS, PREFECT_HOME=str(work / "prefect-home"))
+    os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    process = start_process("prefect-server", server_argv(port), os.environ, work / "logs")
+    wait_until(lambda: is_healthy(f"{os.environ['PREFECT_API_URL']}/health"), process, 90, "the Prefect server")
+    return process
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=200, help="optimizer steps per run (default 200)")
@@ -102,11 +119,14 @@ def main() -> int:
     parser.add_argument("--model", help="model directory (default: build the tiny Qwen2.5-VL)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
+    # A dedicated Prefect server, started before timing, as on a GPU worker (the server lives elsewhere);
+    # without PREFECT_API_URL each flow run would start a temporary one beside the training.
 
     from vqa_distill.student.params import TrainParams
     from vqa_distill.student.tiny_model import build_tiny_model
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
+    server = start_prefect_server(work) if "PREFECT_API_URL" not in os.environ else None
     try:
         model = args.model or str(build_tiny_model(work / "tiny-qwen2.5-vl"))
         params = TrainParams(
@@ -140,6 +160,10 @@ def main() -> int:
         print(json.dumps({"ratio": round(ratio, 4), "runs": results}))
         return 0 if ratio >= TARGET_RATIO else 1
     finally:
+        if server is not None:
+            from vqa_distill.stack import stop_process
+
+            stop_process(server)  # type: ignore[arg-type]
         if args.keep:
             print(f"work directory: {work}")
         else:
