@@ -127,7 +127,10 @@ def failure_of(request: TeacherRequest, ledger: Ledger, error: BaseException) ->
 async def generate(params: TeacherParams, only_keys: list[str] | None = None) -> RunSummary:
     """Ask the teacher about every image of ``params.images`` not answered yet; build the dataset.
 
-    ``only_keys`` (set by retry-failed) limits the questions sent to those request keys.
+    Args:
+        params: The teacher stage: images, prompts, endpoint, model, rate limits, retries, dataset split.
+            The API key is not a parameter: it comes from OPENAI_API_KEY or the named Secret block.
+        only_keys: Re-ask only these request keys (set by retry-failed); leave empty to ask every image.
     """
     logger = get_run_logger()
     with Ledger(params.out) as ledger:

@@ -21,7 +21,12 @@ EVAL_KEY = "train-eval"
 
 @flow(name="train", validate_parameters=True)
 def train(params: TrainParams) -> str:
-    """Fine-tune the student on the teacher's dataset; returns the checkpoint directory."""
+    """Fine-tune the student on the teacher's dataset; returns the checkpoint directory.
+
+    Args:
+        params: Every `vqa-distill train` option: dataset, student model, tuner, hyper-parameters,
+            devices, evaluation. The original training script's flags keep their names and defaults.
+    """
     logger = get_run_logger()
     prepared = preflight(params)
     summary = train_student(prepared)
