@@ -38,6 +38,7 @@ class ImageRef:
     rel_path: str
     sha256: str
     size_bytes: int
+    mtime_ns: int  # with the size, what says the file is unchanged (and its cached hash still good)
     mime: str | None
 
 
@@ -114,6 +115,7 @@ def discover_images(
                 rel_path=str(path.relative_to(root_path)),
                 sha256=digest,
                 size_bytes=stat.st_size,
+                mtime_ns=stat.st_mtime_ns,
                 mime=mime,
             )
         )

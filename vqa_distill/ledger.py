@@ -106,6 +106,11 @@ class TeacherRecord:
 
 
 _COLUMNS = [f for f in TeacherRecord.__dataclass_fields__]
+_UPSERT_SQL = _UPSERT.format(  # built once: record() is on every answer's path
+    columns=", ".join(_COLUMNS),
+    placeholders=", ".join(f":{c}" for c in _COLUMNS),
+    updates=", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in {"key", "created_at"}),
+)
 
 
 class Ledger:
@@ -137,26 +142,15 @@ class Ledger:
         values = record.to_json()
         values["params"] = json.dumps(values["params"], sort_keys=True)
         values["updated_at"] = utc_now()
-        columns = ", ".join(_COLUMNS)
-        placeholders = ", ".join(f":{c}" for c in _COLUMNS)
-        updates = ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in {"key", "created_at"})
-        cursor = self._db.execute(
-            _UPSERT.format(columns=columns, placeholders=placeholders, updates=updates), values
-        )
+        cursor = self._db.execute(_UPSERT_SQL, values)
         return cursor.rowcount > 0
 
-    def remember_hash(self, path: str, stat: os.stat_result, sha256: str) -> None:
-        """Cache a file's hash by (path, size, mtime) so reruns need not re-read unchanged files."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO file_hashes(path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)",
-            (path, stat.st_size, stat.st_mtime_ns, sha256),
-        )
-
-    def remember_hashes(self, entries: Iterable[tuple[str, os.stat_result, str]]) -> None:
-        """Cache many file hashes in one transaction."""
+    def remember_hashes(self, entries: Iterable[tuple[str, int, int, str]]) -> None:
+        """Cache (path, size, mtime_ns, sha256) of files, in one transaction, so reruns skip re-reading them."""
         with self._transaction():
-            for path, stat, sha256 in entries:
-                self.remember_hash(path, stat, sha256)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO file_hashes(path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)", entries
+            )
 
     # --- reading -------------------------------------------------------------------------------
     def known_hash(self, path: Path, stat: os.stat_result) -> str | None:

@@ -6,8 +6,7 @@ images creates no task runs and makes no calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from vqa_distill.discovery import ImageRef, SkippedFile, discover_images
 from vqa_distill.ledger import Ledger
@@ -25,7 +24,6 @@ class RunPlan:
     requests: list[TeacherRequest]
     to_ask: list[TeacherRequest]
     already_answered: int
-    prompts: list[str] = field(default_factory=list)
 
     @property
     def keys(self) -> list[str]:
@@ -41,7 +39,7 @@ def plan_run(params: TeacherParams, ledger: Ledger, only_keys: set[str] | None =
     """
     prompts = params.all_prompts()
     images, skipped = discover_images(params.images, known_hash=ledger.known_hash)
-    ledger.remember_hashes((ref.path, Path(ref.path).stat(), ref.sha256) for ref in images)
+    ledger.remember_hashes((ref.path, ref.size_bytes, ref.mtime_ns, ref.sha256) for ref in images)
     generation = params.generation_params()
     done = ledger.done_keys()
     seen: set[str] = set()
@@ -81,7 +79,6 @@ def plan_run(params: TeacherParams, ledger: Ledger, only_keys: set[str] | None =
         requests=requests,
         to_ask=to_ask,
         already_answered=already,
-        prompts=prompts,
     )
 
 
