@@ -184,3 +184,14 @@ def test_original_flags_and_config_file(tmp_path: Path, teacher: Any, api_key_en
     assert train[0]["messages"][0] == {"role": "system", "content": "You are an inspector."}
     assert train[0]["messages"][1]["content"] == "<image>From the config file?"
     assert TEST_API_KEY not in result.stdout + result.stderr
+
+
+def test_terminal_shows_task_runs_only_with_verbose(tmp_path: Path, teacher: Any, api_key_env: str) -> None:
+    make_images(tmp_path / "images", 2)
+    quiet = run_cli(*generate_args(tmp_path / "images", tmp_path / "quiet", teacher.base_url))
+    assert quiet.returncode == EXIT_OK, quiet.stderr
+    assert "Task run 'ask-teacher[" not in quiet.stdout + quiet.stderr
+    make_images(tmp_path / "more", 2)
+    verbose = run_cli(*generate_args(tmp_path / "more", tmp_path / "verbose", teacher.base_url, "--verbose"))
+    assert verbose.returncode == EXIT_OK, verbose.stderr
+    assert "Task run 'ask-teacher[img_000.png]'" in verbose.stdout + verbose.stderr
