@@ -122,10 +122,10 @@ def flow_argv(images: Path, out: Path, base_url: str, rate: float, concurrency: 
 
 async def bare_loop(images: Path, base_url: str, rate: float, concurrency: int) -> None:
     """The baseline: what a careful user writes by hand, with the same client, image preparation and bucket."""
-    from vqa_distill.imaging import prepare_image
-    from vqa_distill.ratelimit import RateGate
-    from vqa_distill.settings import DEFAULT_MAX_PIXELS
-    from vqa_distill.teacher_client import make_client
+    from vqa_distill.teacher.client import make_client
+    from vqa_distill.teacher.gate import RateGate
+    from vqa_distill.teacher.imaging import prepare_image
+    from vqa_distill.teacher.params import DEFAULT_MAX_PIXELS
 
     client = make_client(base_url=base_url, api_key=API_KEY, timeout=60)  # the same HTTP stack as the flow
     gate = RateGate(rpm=int(rate * 60), tpm=1_000_000_000)
@@ -204,8 +204,8 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
-    from vqa_distill.prefect_settings import SERVER_SETTINGS
-    from vqa_distill.teacher_server.process import running_teacher_server
+    from vqa_distill.offline_teacher.process import running_teacher_server
+    from vqa_distill.ops.prefect_server import SERVER_SETTINGS
 
     work = Path(tempfile.mkdtemp(prefix="bench-teacher-"))
     env = dict(os.environ)

@@ -36,7 +36,7 @@ def make_dataset(folder: Path, rows: int) -> Path:
     """Solid-colour PNGs with a question and an answer each, in ms-swift's messages format."""
     from PIL import Image
 
-    from vqa_distill.swift_format import dumps_row, make_row
+    from vqa_distill.dataset.rows import dumps_row, make_row
 
     colours = {"red": (220, 30, 30), "green": (30, 200, 60), "blue": (40, 60, 220), "yellow": (230, 220, 40)}
     names = list(colours)
@@ -61,10 +61,10 @@ def swift_command() -> list[str]:
 def run_plain(params: object, output_dir: Path) -> tuple[float, float]:
     """``swift sft`` with the exact argv the flow would use; returns (samples/s, wall seconds)."""
     from vqa_distill.student.argv import SWIFT_CLI, sft_argv, sft_env
+    from vqa_distill.student.child_process import list_run_dirs, new_run_dir
     from vqa_distill.student.device import probe_device
     from vqa_distill.student.model_resolve import resolve_model
     from vqa_distill.student.results import read_summary
-    from vqa_distill.student.runner import list_run_dirs, new_run_dir
 
     assert hasattr(params, "model_copy")
     plain = params.model_copy(update={"output_dir": str(output_dir)})
@@ -97,8 +97,8 @@ def start_prefect_server(work: Path) -> object:
     """Start a Prefect server on a free loopback port and point this process at it."""
     import socket
 
-    from vqa_distill.prefect_settings import SERVER_SETTINGS
-    from vqa_distill.stack import is_healthy, server_argv, start_process, wait_until
+    from vqa_distill.ops.prefect_server import SERVER_SETTINGS
+    from vqa_distill.ops.stack import is_healthy, server_argv, start_process, wait_until
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -161,7 +161,7 @@ def main() -> int:
         return 0 if ratio >= TARGET_RATIO else 1
     finally:
         if server is not None:
-            from vqa_distill.stack import stop_process
+            from vqa_distill.ops.stack import stop_process
 
             stop_process(server)  # type: ignore[arg-type]
         if args.keep:

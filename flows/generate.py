@@ -22,23 +22,23 @@ from tasks.report import publish_run_artifacts
 from tasks.teacher import ask_teacher
 from vqa_distill import progress
 from vqa_distill.atomic import atomic_write_text
-from vqa_distill.dataset import build_dataset
+from vqa_distill.dataset.build import build_dataset
 from vqa_distill.errors import FatalRunError
-from vqa_distill.ledger import STATUS_FAILED, Ledger, TeacherRecord, utc_now
-from vqa_distill.outcomes import failure_record
-from vqa_distill.plan import RunPlan, plan_run
-from vqa_distill.ratelimit import RateGate
-from vqa_distill.requests import TeacherRequest
-from vqa_distill.runtime import (
+from vqa_distill.teacher.client import make_client, preflight
+from vqa_distill.teacher.gate import RateGate
+from vqa_distill.teacher.ledger import STATUS_FAILED, Ledger, TeacherRecord, utc_now
+from vqa_distill.teacher.outcomes import failure_record
+from vqa_distill.teacher.params import TeacherParams, resolve_api_key
+from vqa_distill.teacher.plan import RunPlan, plan_run
+from vqa_distill.teacher.request import TeacherRequest
+from vqa_distill.teacher.resources import (
     IMAGE_CACHE_SLACK,
     PreparedImages,
     TeacherRuntime,
     install_runtime,
     uninstall_runtime,
 )
-from vqa_distill.settings import TeacherParams, resolve_api_key
-from vqa_distill.summary import RunSummary, summarize
-from vqa_distill.teacher_client import make_client, preflight
+from vqa_distill.teacher.summary import RunSummary, summarize
 
 SUMMARY_FILE = "summary.json"
 RETRY_JITTER_FACTOR = 0.5  # delays vary by up to +-50%, so retries of a burst of 429s do not stampede

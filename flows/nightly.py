@@ -28,10 +28,10 @@ from flows.pipeline import (
     teacher_summary,
     train_student,
 )
-from vqa_distill.dataset import STATS_FILE, TRAIN_FILE, VAL_FILE
+from vqa_distill.dataset.build import STATS_FILE, TRAIN_FILE, VAL_FILE
 from vqa_distill.errors import ConfigError
-from vqa_distill.settings import TeacherParams
-from vqa_distill.summary import RunSummary
+from vqa_distill.teacher.params import TeacherParams
+from vqa_distill.teacher.summary import RunSummary
 
 VERSIONS_DIR = "versions"
 DATASET_FILES = (TRAIN_FILE, VAL_FILE)  # what "changed" compares; the stats file follows them

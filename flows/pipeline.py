@@ -18,9 +18,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from flows.generate import generate
 from vqa_distill.errors import DatasetError, FatalRunError
-from vqa_distill.settings import TeacherParams
 from vqa_distill.student.params import TrainParams
-from vqa_distill.summary import RunSummary
+from vqa_distill.teacher.params import TeacherParams
+from vqa_distill.teacher.summary import RunSummary
 
 DEFAULT_TRAIN_DEPLOYMENT = "train/train"
 TRAIN_POLL_S = 2.0  # how often the pipeline looks at the training run it handed off

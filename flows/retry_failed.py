@@ -12,8 +12,8 @@ from prefect.states import Failed
 
 from flows.generate import generate
 from flows.pipeline import teacher_summary
-from vqa_distill.failed_runs import LATEST, find_failed, keys_to_retry, teacher_params_of
-from vqa_distill.summary import RunSummary
+from vqa_distill.teacher.failed import LATEST, find_failed, keys_to_retry, teacher_params_of
+from vqa_distill.teacher.summary import RunSummary
 
 
 @flow(name="retry-failed", validate_parameters=True)

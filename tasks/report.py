@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from vqa_distill.summary import RunSummary
+from vqa_distill.teacher.summary import RunSummary
 
 SUMMARY_KEY = "teacher-summary"
 FAILED_KEY = "teacher-failed-images"

@@ -18,11 +18,11 @@ from prefect.runtime import flow_run, task_run
 from prefect.states import State
 
 from vqa_distill.errors import TransientTeacherError
-from vqa_distill.ledger import utc_now
-from vqa_distill.outcomes import answer_record, failure_record
-from vqa_distill.requests import TeacherRequest
-from vqa_distill.runtime import current_runtime
-from vqa_distill.teacher_client import ask
+from vqa_distill.teacher.client import ask
+from vqa_distill.teacher.ledger import utc_now
+from vqa_distill.teacher.outcomes import answer_record, failure_record
+from vqa_distill.teacher.request import TeacherRequest
+from vqa_distill.teacher.resources import current_runtime
 
 
 def request_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:

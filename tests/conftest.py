@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from vqa_distill.prefect_settings import SERVER_SETTINGS
+from vqa_distill.ops.prefect_server import SERVER_SETTINGS
 
 # Session fixtures of the student and ops suites, registered once (importing them into each module
 # would make one copy per module: three stacks, three tiny models).
-pytest_plugins = ["tests.student_fixtures", "tests.ops_fixtures"]
+pytest_plugins = ["tests.support.student_fixtures", "tests.support.ops_fixtures"]
 
 TEST_API_KEY = "sk-test-4f9c2b7e1d3a5c6b8e0f1a2b3c4d5e6f"  # a fake key: tests assert it never leaks
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="vqa-distill-tests-"))
@@ -51,7 +51,7 @@ os.environ.pop("OPENAI_API_KEY", None)
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server() -> Iterator[str]:
     """Run a real Prefect server for the whole session (the stack's own start/stop); yields its API URL."""
-    from vqa_distill.stack import is_healthy, server_argv, start_process, stop_process, wait_until
+    from vqa_distill.ops.stack import is_healthy, server_argv, start_process, stop_process, wait_until
 
     api_url = PREFECT_ENV["PREFECT_API_URL"]
     process = start_process("prefect-server", server_argv(PREFECT_PORT), os.environ, _SESSION_DIR / "logs")
@@ -65,7 +65,7 @@ def prefect_server() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def teacher_server() -> Iterator[object]:
     """The offline OpenAI-compatible teacher, requiring TEST_API_KEY, for the whole session."""
-    from vqa_distill.teacher_server.process import running_teacher_server
+    from vqa_distill.offline_teacher.process import running_teacher_server
 
     with running_teacher_server(api_key=TEST_API_KEY) as handle:
         yield handle

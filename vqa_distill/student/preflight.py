@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vqa_distill.dataset.rows import dumps_row, row_format, row_problems
 from vqa_distill.errors import DatasetError, ModelNotFoundError
 from vqa_distill.student.model_resolve import ResolvedModel
-from vqa_distill.swift_format import dumps_row, row_format, row_problems
 
 EXPECTED_FORMAT = "messages"
 MAX_REPORTED = 20  # issues listed in an error message; the report keeps all of them

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.student import argv as swift_argv
+from vqa_distill.student.child_process import list_run_dirs, new_run_dir, run_logged
 from vqa_distill.student.device import DeviceInfo, choose_dtype, probe_device
 from vqa_distill.student.evaluate import (
     EvalReport,
@@ -27,7 +28,6 @@ from vqa_distill.student.model_resolve import ResolvedModel, resolve_model
 from vqa_distill.student.params import TrainParams
 from vqa_distill.student.preflight import load_token_counter, run_preflight
 from vqa_distill.student.results import TrainSummary, read_summary
-from vqa_distill.student.runner import list_run_dirs, new_run_dir, run_logged
 
 LineSink = Callable[[str], None]
 SFT_LOG = "swift-sft.log"

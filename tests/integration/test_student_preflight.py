@@ -1,0 +1,135 @@
+"""The preflight: every row checked and encoded with the tiny model's real template before training."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from tests.support.student_fixtures import PROMPT, SYSTEM, colour_rows, write_jsonl
+from vqa_distill.errors import DatasetError
+from vqa_distill.student import training
+from vqa_distill.student.model_resolve import resolve_model
+from vqa_distill.student.params import TrainParams
+from vqa_distill.student.preflight import TokenCounter, check_files, load_token_counter, run_preflight
+
+MAX_LENGTH = 400  # a small image row is ~100 tokens; the large image below is ~1,800
+
+
+@pytest.fixture(scope="module")
+def counter(tiny_model: Path) -> TokenCounter:
+    return load_token_counter(resolve_model(str(tiny_model)), system=SYSTEM, max_pixels=None)
+
+
+def bad_dataset(root: Path) -> tuple[Path, dict[int, str]]:
+    """A file with two good rows among one bad row of every kind; returns it and line -> expected reason."""
+    good = colour_rows(root / "images", 3)
+    broken = root / "images" / "broken.png"
+    broken.write_bytes(b"this is not a PNG file")
+    large = root / "images" / "large.png"
+    Image.new("RGB", (1200, 1200), (10, 120, 200)).save(large)
+    user, answer = good[0]["messages"][1], good[0]["messages"][2]
+    lines: list[object] = [
+        good[0],  # 1
+        {**good[1], "images": []},  # 2: tag without image
+        {**good[1], "images": [str(root / "images" / "gone.png")]},  # 3
+        {**good[1], "images": [str(broken)]},  # 4
+        {"query": PROMPT, "response": "red", "images": [good[0]["images"][0]]},  # 5: a second format
+        '{"messages": [',  # 6
+        good[2],  # 7
+        {**good[2], "images": [str(large)]},  # 8: longer than MAX_LENGTH
+        {"messages": [user, user, answer], "images": good[0]["images"] * 2},  # 9
+        {"messages": [user, {"role": "assistant", "content": "  "}], "images": good[0]["images"]},  # 10
+    ]
+    expected = {
+        2: "1 <image> tag(s) but 0 image(s)",
+        3: "image 0 not found",
+        4: "image 0 cannot be decoded",
+        5: "row is in 'query-response' format, not 'messages' (ms-swift would silently drop it)",
+        6: "invalid JSON",
+        8: f"> --max_length {MAX_LENGTH} (ms-swift would silently delete it)",
+        9: "roles must alternate user/assistant",
+        10: "(assistant) is empty",
+    }
+    return write_jsonl(root / "train.jsonl", lines), expected
+
+
+def test_every_bad_row_is_named_by_line_and_reason(tmp_path: Path, counter: TokenCounter) -> None:
+    path, expected = bad_dataset(tmp_path)
+    report = check_files([str(path)], max_length=MAX_LENGTH, count_tokens=counter)
+    found = {issue.line: issue.reason for issue in report.issues}
+    assert sorted(found) == sorted(expected)
+    for line, reason in expected.items():
+        assert reason in found[line], (line, found[line])
+    assert report.files[0].good_lines == [1, 7]
+    assert (report.total_rows, report.bad_rows) == (10, 8)
+    assert report.files[0].max_tokens > 50  # counted with the real template, image tokens included
+
+
+def test_bad_rows_refuse_training_naming_file_and_line(tmp_path: Path, counter: TokenCounter) -> None:
+    path, _ = bad_dataset(tmp_path)
+    with pytest.raises(DatasetError) as refused:
+        run_preflight(
+            [str(path)], [], max_length=MAX_LENGTH, count_tokens=counter, skip_bad_rows=False, clean_dir=tmp_path / "c"
+        )
+    message = str(refused.value)
+    assert "8 of 10 row(s) cannot be trained on" in message
+    assert f"{path}:3: image 0 not found" in message
+    assert f"{path}:5: row is in 'query-response' format" in message
+    assert "--skip-bad-rows" in message
+    assert not (tmp_path / "c").exists()
+
+
+def test_skip_bad_rows_trains_on_a_counted_clean_copy(tmp_path: Path, counter: TokenCounter) -> None:
+    path, _ = bad_dataset(tmp_path)
+    val = write_jsonl(tmp_path / "val.jsonl", colour_rows(tmp_path / "val-images", 2))
+    result = run_preflight(
+        [str(path)], [str(val)], max_length=MAX_LENGTH, count_tokens=counter, skip_bad_rows=True,
+        clean_dir=tmp_path / "clean",
+    )  # fmt: skip
+    assert result.dropped == 8
+    assert result.val_dataset == [str(val)]  # a clean file is used as it is
+    (cleaned,) = result.dataset
+    assert Path(cleaned).parent == tmp_path / "clean"
+    original = path.read_text(encoding="utf-8").splitlines()
+    kept = [json.loads(line) for line in Path(cleaned).read_text(encoding="utf-8").splitlines()]
+    assert kept == [json.loads(original[0]), json.loads(original[6])]
+
+
+def test_a_mixed_format_file_is_refused(tmp_path: Path, counter: TokenCounter) -> None:
+    rows: list[Any] = colour_rows(tmp_path / "images", 3)
+    rows.insert(1, {"conversations": [{"from": "human", "value": "<image>hi"}], "images": rows[0]["images"]})
+    path = write_jsonl(tmp_path / "mixed.jsonl", rows)
+    report = check_files([str(path)], max_length=MAX_LENGTH, count_tokens=counter)
+    assert [(i.line, i.reason) for i in report.issues] == [
+        (2, "row is in 'sharegpt' format, not 'messages' (ms-swift would silently drop it)")
+    ]
+
+
+def test_missing_and_empty_files_are_refused_even_with_skip(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n", encoding="utf-8")
+    with pytest.raises(DatasetError) as refused:
+        run_preflight(
+            [str(tmp_path / "nope.jsonl"), str(empty)], [], max_length=MAX_LENGTH, count_tokens=None,
+            skip_bad_rows=True, clean_dir=tmp_path / "c",
+        )  # fmt: skip
+    assert "nope.jsonl:0: cannot read file" in str(refused.value)
+    assert "empty.jsonl:0: file has no rows" in str(refused.value)
+
+
+def test_prepare_checks_before_training(tmp_path: Path, tiny_model: Path) -> None:
+    path, _ = bad_dataset(tmp_path)
+    params = TrainParams(
+        dataset=[str(path)], model_id_or_path=str(tiny_model), cuda_devices="cpu", max_length=MAX_LENGTH,
+        output_dir=str(tmp_path / "out"),
+    )  # fmt: skip
+    with pytest.raises(DatasetError, match=r"train\.jsonl:4: image 0 cannot be decoded"):
+        training.prepare(params)
+    prepared = training.prepare(params.model_copy(update={"skip_bad_rows": True}), log=lambda _: None)
+    assert (prepared.total_rows, prepared.dropped_rows) == (10, 8)
+    assert prepared.model.model_type == "qwen2_5_vl" and not prepared.device.is_cuda
+    assert Path(prepared.dataset[0]).is_relative_to(tmp_path / "out" / "preflight")

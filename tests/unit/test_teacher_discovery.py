@@ -1,0 +1,121 @@
+"""Discovery and image preparation: a messy real folder in, the right candidates and pixels out."""
+
+from __future__ import annotations
+
+import base64
+import io
+import os
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.support.helpers import make_image
+from vqa_distill.errors import ConfigError, ImageError
+from vqa_distill.teacher.discovery import discover_images
+from vqa_distill.teacher.imaging import fit_within, prepare_image
+
+
+def build_mixed_folder(root: Path) -> dict[str, Path]:
+    """A folder with everything a user's folder may hold; returns the interesting paths by role."""
+    paths = {
+        "valid": make_image(root / "valid.png", (200, 10, 10)),
+        "jpeg_named_png": make_image(root / "really_a_jpeg.png", (10, 200, 10), fmt="JPEG"),
+        "no_suffix": make_image(root / "photo_without_suffix", (10, 10, 200), fmt="PNG"),
+        "unicode": make_image(root / "nested" / "deeper" / "ünïcode name 1.jpg", (120, 120, 0)),
+        "duplicate": root / "nested" / "copy of valid.png",
+    }
+    paths["duplicate"].write_bytes(paths["valid"].read_bytes())
+    truncated = root / "truncated.jpg"
+    full = io.BytesIO()
+    Image.new("RGB", (300, 300), (90, 90, 90)).save(full, format="JPEG")
+    truncated.write_bytes(full.getvalue()[:400])
+    paths["truncated"] = truncated
+    (root / "not_an_image.jpg").write_text("this is text pretending to be a photo")
+    paths["not_an_image"] = root / "not_an_image.jpg"
+    (root / "empty.png").write_bytes(b"")
+    paths["empty"] = root / "empty.png"
+    (root / "notes.txt").write_text("not an image and not named like one")
+    make_image(root / ".hidden.png", (1, 2, 3))
+    make_image(root / ".cache" / "thumb.png", (4, 5, 6))
+    os.symlink(root, root / "nested" / "loop")  # a symlink loop back to the root
+    return paths
+
+
+def test_discovery_takes_images_by_content_and_survives_a_symlink_loop(tmp_path: Path) -> None:
+    paths = build_mixed_folder(tmp_path)
+    images, skipped = discover_images(tmp_path)
+    found = {Path(ref.path).name: ref for ref in images}
+    assert set(found) == {
+        "valid.png", "really_a_jpeg.png", "photo_without_suffix", "ünïcode name 1.jpg", "copy of valid.png",
+        "truncated.jpg", "not_an_image.jpg", "empty.png",
+    }
+    assert found["really_a_jpeg.png"].mime == "image/jpeg"  # by content, not by name
+    assert found["photo_without_suffix"].mime == "image/png"
+    assert found["not_an_image.jpg"].mime is None  # named like an image: kept, to fail loudly later
+    assert found["valid.png"].sha256 == found["copy of valid.png"].sha256
+    assert [Path(s.path).name for s in skipped] == ["notes.txt"]
+    assert not any(".hidden" in ref.path or ".cache" in ref.path for ref in images)
+    assert found["ünïcode name 1.jpg"].rel_path == "nested/deeper/ünïcode name 1.jpg"
+    assert paths["valid"].exists()
+
+
+def test_discovery_rejects_a_missing_folder(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        discover_images(tmp_path / "nope")
+
+
+def decode_data_url(data_url: str) -> tuple[str, Image.Image]:
+    header, payload = data_url.split(",", 1)
+    mime = header.removeprefix("data:").removesuffix(";base64")
+    return mime, Image.open(io.BytesIO(base64.b64decode(payload)))
+
+
+def test_prepare_applies_exif_orientation(tmp_path: Path) -> None:
+    path = tmp_path / "rotated.jpg"
+    image = Image.new("RGB", (300, 100), (200, 200, 200))
+    image.paste((255, 0, 0), (0, 0, 30, 100))  # a red band on the stored image's left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6  # display rotated 90 degrees clockwise
+    image.save(path, exif=exif.tobytes(), quality=95)
+    prepared = prepare_image(path, max_pixels=10**7)
+    mime, decoded = decode_data_url(prepared.data_url)
+    assert (prepared.width, prepared.height) == decoded.size == (100, 300)
+    top_middle = decoded.convert("RGB").getpixel((50, 5))
+    assert top_middle[0] > 200 and top_middle[1] < 60  # the red band is now on top
+    assert mime == "image/jpeg" and decoded.format == "JPEG"
+
+
+@pytest.mark.parametrize(
+    ("mode", "fmt"), [("CMYK", "JPEG"), ("P", "PNG"), ("RGBA", "PNG"), ("I;16", "PNG"), ("L", "TIFF"), ("RGB", "WEBP")]
+)
+def test_prepare_converts_every_mode_to_rgb_jpeg(tmp_path: Path, mode: str, fmt: str) -> None:
+    path = tmp_path / f"image.{fmt.lower()}"
+    if mode == "I;16":
+        source = Image.linear_gradient("L").point(lambda v: v * 256, mode="I").convert("I;16")
+    else:
+        source = Image.new("RGB", (256, 256), (30, 140, 220)).convert(mode)
+    source.save(path, format=fmt)
+    prepared = prepare_image(path, max_pixels=10**7)
+    mime, decoded = decode_data_url(prepared.data_url)
+    assert mime == "image/jpeg" and decoded.format == "JPEG" and decoded.mode == "RGB"
+    if mode == "I;16":
+        # 16-bit grey is scaled, not clipped: the gradient keeps its dark half.
+        assert decoded.getpixel((128, 10))[0] < 40 and decoded.getpixel((128, 250))[0] > 200
+
+
+def test_prepare_downscales_a_large_photo_to_the_pixel_budget(tmp_path: Path) -> None:
+    path = make_image(tmp_path / "huge.jpg", (100, 150, 200), size=(4000, 4000))
+    prepared = prepare_image(path, max_pixels=1536 * 1536)
+    _, decoded = decode_data_url(prepared.data_url)
+    assert decoded.size == (1536, 1536) == (prepared.width, prepared.height)
+    assert (prepared.original_width, prepared.original_height) == (4000, 4000)
+    assert fit_within(4000, 3000, 1_000_000) == (1154, 866)
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", b"\xff\xd8\xff\xe0" + b"\x00" * 50])
+def test_prepare_reports_why_an_image_does_not_decode(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "bad.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match="decod"):
+        prepare_image(path, max_pixels=10**6)

@@ -1,0 +1,65 @@
+"""Run the generate flow in-process and turn its final state into a summary or a fatal error."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any
+
+from vqa_distill import progress
+from vqa_distill.errors import FatalRunError
+from vqa_distill.teacher.params import TeacherParams
+from vqa_distill.teacher.summary import RunSummary
+
+
+@dataclass
+class FlowOutcome:
+    """The run's summary, or the reason it could not proceed."""
+
+    summary: RunSummary | None
+    fatal: str | None = None
+    flow_run_id: str | None = None
+
+
+def run_generate_flow(params: TeacherParams, *, show_progress: bool = True, only_keys: list[str] | None = None) -> FlowOutcome:
+    """Run ``generate`` with a progress bar; fatal errors come back as text, not tracebacks."""
+    from flows.generate import generate
+
+    with _progress_bar(show_progress):
+        state: Any = asyncio.run(generate(params, only_keys=only_keys, return_state=True))  # type: ignore[arg-type]
+    result: Any = state.result(raise_on_failure=False, _sync=True)
+    flow_run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
+    if isinstance(result, RunSummary):
+        return FlowOutcome(summary=result, flow_run_id=flow_run_id)
+    if isinstance(result, FatalRunError):
+        return FlowOutcome(summary=None, fatal=str(result), flow_run_id=flow_run_id)
+    if isinstance(result, BaseException):
+        raise result
+    return FlowOutcome(summary=RunSummary.model_validate(result), flow_run_id=flow_run_id)
+
+
+class _progress_bar:
+    """A rich progress bar fed by the flow's progress reports (nothing when disabled)."""
+
+    def __init__(self, enabled: bool):
+        self.enabled = enabled
+
+    def __enter__(self) -> None:
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("asking the teacher"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False
+        )
+        self._task = self._bar.add_task("ask", total=None)
+        self._bar.start()
+        progress.add_listener(self._update)
+
+    def _update(self, done: int, total: int) -> None:
+        self._bar.update(self._task, completed=done, total=total)
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.enabled:
+            progress.remove_listener(self._update)
+            self._bar.stop()

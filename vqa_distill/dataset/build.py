@@ -1,0 +1,132 @@
+"""Build the ms-swift training files from the ledger: validate, de-duplicate, split, write, report.
+
+Rows of one image never straddle train and val (the split is by image), so validation measures
+generalisation to unseen pictures, not memory of a second prompt about the same one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel
+
+from vqa_distill.atomic import atomic_write_lines, atomic_write_text
+from vqa_distill.dataset.rows import dumps_row, make_row, row_problems
+from vqa_distill.teacher.ledger import STATUS_ANSWERED, Ledger
+
+TRAIN_FILE = "train.jsonl"
+VAL_FILE = "val.jsonl"
+STATS_FILE = "dataset_stats.json"
+
+
+class DatasetReport(BaseModel):
+    """Where the dataset went and what is in it (also published as a Prefect artifact)."""
+
+    train_path: str
+    val_path: str | None
+    train_rows: int
+    val_rows: int
+    images: int
+    prompts: int
+    dropped_invalid: int
+    dropped_duplicates: int
+    answer_words_mean: float
+    answer_words_max: int
+    invalid_reasons: list[str] = []
+
+
+def answered_table(ledger: Ledger, keys: Iterable[str] | None = None) -> pd.DataFrame:
+    """Return the usable answers (all, or those of ``keys``) as a table, one row per request."""
+    wanted = set(keys) if keys is not None else None
+    rows = [
+        {
+            "key": r.key,
+            "sha256": r.sha256,
+            "image_path": r.image_path,
+            "prompt": r.prompt,
+            "system": r.system,
+            "answer": r.answer or "",
+            "updated_at": r.updated_at,
+        }
+        for r in ledger.records(STATUS_ANSWERED)
+        if wanted is None or r.key in wanted
+    ]
+    columns = ["key", "sha256", "image_path", "prompt", "system", "answer", "updated_at"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def to_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Add the ms-swift row and its problems (structural, plus a missing image file) to each answer."""
+    table = table.copy()
+    table["row"] = [
+        make_row(image_path=path, prompt=prompt, answer=answer, system=system)
+        for path, prompt, answer, system in zip(
+            table["image_path"], table["prompt"], table["answer"], table["system"], strict=True
+        )
+    ]
+    table["problems"] = [
+        row_problems(row) + ([] if Path(path).is_file() else [f"image file missing: {path}"])
+        for row, path in zip(table["row"], table["image_path"], strict=True)
+    ]
+    return table
+
+
+def split_by_image(table: pd.DataFrame, val_ratio: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split rows into train and val by image (seeded); val gets at least one image when asked for."""
+    images = pd.Series(table["sha256"].unique())
+    if val_ratio <= 0 or len(images) < 2:
+        return table, table.iloc[0:0]
+    shuffled = images.sample(frac=1.0, random_state=seed).tolist()
+    val_count = min(len(shuffled) - 1, max(1, round(len(shuffled) * val_ratio)))
+    val_images = set(shuffled[:val_count])
+    in_val = table["sha256"].isin(val_images)
+    return table[~in_val], table[in_val]
+
+
+def build_dataset(
+    ledger: Ledger, out_dir: str | Path, *, keys: Iterable[str] | None = None, val_ratio: float = 0.0, seed: int = 42
+) -> DatasetReport:
+    """Write train.jsonl (+ val.jsonl) and dataset_stats.json under ``out_dir``; return the report."""
+    out = Path(out_dir)
+    table = to_rows(answered_table(ledger, keys))
+    has_problems = table["problems"].map(bool).astype(bool)  # a boolean mask even when the table is empty
+    invalid = table[has_problems]
+    valid = table[~has_problems].sort_values("updated_at", kind="stable")
+    # One answer per (image content, prompt, system): the newest wins, older duplicates go.
+    deduped = valid.drop_duplicates(subset=["sha256", "prompt", "system"], keep="last").sort_values(
+        ["image_path", "prompt"], kind="stable"
+    )
+    train, val = split_by_image(deduped, val_ratio, seed)
+    train_path = out / TRAIN_FILE
+    val_path = out / VAL_FILE
+    atomic_write_lines(train_path, (dumps_row(row) for row in train["row"]))
+    if val_ratio > 0:
+        atomic_write_lines(val_path, (dumps_row(row) for row in val["row"]))
+    else:
+        val_path.unlink(missing_ok=True)
+    words = deduped["answer"].str.split().str.len() if len(deduped) else pd.Series([0])
+    report = DatasetReport(
+        train_path=str(train_path.resolve()),
+        val_path=str(val_path.resolve()) if val_ratio > 0 else None,
+        train_rows=len(train),
+        val_rows=len(val),
+        images=int(deduped["sha256"].nunique()),
+        prompts=int(deduped["prompt"].nunique()),
+        dropped_invalid=len(invalid),
+        dropped_duplicates=len(valid) - len(deduped),
+        answer_words_mean=round(float(words.mean()), 1),
+        answer_words_max=int(words.max()),
+        invalid_reasons=[f"{p}: {'; '.join(r)}" for p, r in zip(invalid["image_path"], invalid["problems"], strict=True)],
+    )
+    atomic_write_text(out / STATS_FILE, json.dumps(report.model_dump(), indent=2, ensure_ascii=False))
+    return report
+
+
+def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
+    """Read a JSONL file into a list of objects (for tests and tools)."""
+    with Path(path).open(encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]

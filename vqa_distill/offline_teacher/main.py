@@ -1,0 +1,92 @@
+"""The offline teacher's own command line: its flags, and serving until Ctrl-C.
+
+Only argparse is imported at module level: registering the command must not cost the web stack.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from vqa_distill.errors import EXIT_FATAL, EXIT_OK
+from vqa_distill.paths import DEFAULT_TEACHER_PORT as DEFAULT_PORT
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the server's flags to ``parser``."""
+    parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"port to bind (default {DEFAULT_PORT})"
+    )
+    parser.add_argument(
+        "--api-key-env",
+        metavar="NAME",
+        help="environment variable holding the expected API key (default: accept any key)",
+    )
+    parser.add_argument("--latency", type=float, default=0.0, help="seconds added to every answer")
+    parser.add_argument(
+        "--jitter", type=float, default=0.0, help="extra uniform(0, JITTER) seconds per answer"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed for jitter and fault probabilities")
+    parser.add_argument("--faults", metavar="FILE", help="JSON or YAML file with a list of fault rules")
+    parser.add_argument("--models", help="comma-separated model names to serve (default: a gpt-4o-like set)")
+    parser.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
+    # Internal: serve on an inherited, already-listening socket (used by process.running_teacher_server).
+    parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the config from ``args`` and serve until interrupted; returns the exit code."""
+    from pydantic import SecretStr, ValidationError
+
+    from vqa_distill.offline_teacher.app import serve
+    from vqa_distill.offline_teacher.config import ServerConfig
+    from vqa_distill.offline_teacher.faults import load_fault_rules
+
+    overrides: dict[str, Any] = {}
+    if args.api_key_env:
+        key = os.environ.get(args.api_key_env)
+        if not key:
+            print(f"error: environment variable {args.api_key_env} is not set or empty", file=sys.stderr)
+            return EXIT_FATAL
+        overrides["api_key"] = SecretStr(key)
+    if args.models:
+        overrides["models"] = [m.strip() for m in args.models.split(",") if m.strip()]
+    try:
+        if args.faults:
+            overrides["faults"] = load_fault_rules(args.faults)
+        config = ServerConfig(
+            host=args.host,
+            port=args.port,
+            latency_s=args.latency,
+            jitter_s=args.jitter,
+            seed=args.seed,
+            access_log=args.access_log,
+            **overrides,
+        )
+    except (OSError, ValueError, ValidationError) as exc:  # pydantic's ValidationError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
+
+    sock = socket.socket(fileno=args.fd) if args.fd is not None else None
+    host, port = sock.getsockname()[:2] if sock is not None else (config.host, config.port)
+    shown = f"[{host}]" if ":" in host else host
+    print(
+        f"teacher server: http://{shown}:{port}/v1  (models: {', '.join(config.models)}; Ctrl-C stops)",
+        flush=True,
+    )
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
+        serve(config, sock=sock)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m vqa_distill.offline_teacher``."""
+    parser = argparse.ArgumentParser(prog="python -m vqa_distill.offline_teacher", description=__doc__)
+    add_arguments(parser)
+    return run(parser.parse_args(argv))

@@ -1,0 +1,202 @@
+"""Start the offline teacher server as a separate process, for tests and demos, and always stop it.
+
+A separate process rather than a thread: the client under test then meets a real socket, real
+latency and real concurrency, and the server's CPU work does not share the test's GIL.
+The parent binds the listening socket itself (port 0) and hands it to the child, so the port is known
+before the child starts and no other process can take it in between.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from vqa_distill.offline_teacher.config import ServerConfig
+from vqa_distill.paths import LOOPBACK
+
+API_KEY_ENV = "VQA_DISTILL_TEACHER_SERVER_KEY"  # the key travels by environment: argv shows in `ps`
+LISTEN_BACKLOG = 2048
+STARTUP_TIMEOUT_S = 30.0  # a cold interpreter importing pydantic + starlette + Pillow takes ~1 s
+HEALTH_POLL_S = 0.05
+STOP_TIMEOUT_S = 5.0  # after SIGTERM, then SIGKILL
+ADMIN_TIMEOUT_S = 10.0
+LOG_TAIL_CHARS = 4000
+
+
+class TeacherServerStartError(RuntimeError):
+    """Raised when the server process exits or stays unhealthy during start-up; carries its output."""
+
+
+@dataclass
+class TeacherServerHandle:
+    """A running server: where it listens, plus helpers for its admin endpoints."""
+
+    base_url: str  # e.g. http://127.0.0.1:PORT/v1, what openai.OpenAI(base_url=...) wants
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    api_key: str | None = field(default=None, repr=False)
+    _http: httpx.Client = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        headers = {"authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        self._http = httpx.Client(base_url=self.root_url, headers=headers, timeout=ADMIN_TIMEOUT_S)
+
+    @property
+    def root_url(self) -> str:
+        """Return the server root, e.g. ``http://127.0.0.1:PORT``."""
+        return f"http://{LOOPBACK}:{self.port}"
+
+    def stats(self) -> dict[str, Any]:
+        """Return ``{"requests": [...], "totals": {...}}`` from ``GET /_admin/stats``."""
+        return self._admin("GET", "/_admin/stats")
+
+    def reset(self) -> None:
+        """Clear the stats and the per-key fault counts."""
+        self._admin("POST", "/_admin/reset")
+
+    def set_faults(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Replace the fault rules; returns them as the server validated them."""
+        faults: list[dict[str, Any]] = self._admin("PUT", "/_admin/faults", rules)["faults"]
+        return faults
+
+    def set_latency(self, latency_s: float, jitter_s: float = 0.0) -> None:
+        """Set the simulated model latency (seconds) and jitter (uniform 0..jitter_s)."""
+        self._admin("PUT", "/_admin/latency", {"latency_s": latency_s, "jitter_s": jitter_s})
+
+    def log(self) -> str:
+        """Return what the server process printed so far (stdout and stderr)."""
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+    def close(self) -> None:
+        """Close the admin HTTP client (the process is stopped by the context manager)."""
+        self._http.close()
+
+    def _admin(self, method: str, path: str, body: Any = None) -> Any:
+        response = self._http.request(method, path, json=body)
+        response.raise_for_status()
+        return response.json()
+
+
+def _child_env(api_key: str | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop(API_KEY_ENV, None)
+    if api_key is not None:
+        env[API_KEY_ENV] = api_key
+    # The child must import this very package even when it is not installed and cwd is elsewhere.
+    package_root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
+
+
+def _child_argv(config: ServerConfig, fd: int, port: int, faults_file: Path | None) -> list[str]:
+    argv = [sys.executable, "-m", "vqa_distill.offline_teacher", "--fd", str(fd)]
+    argv += ["--host", LOOPBACK, "--port", str(port), "--seed", str(config.seed)]
+    argv += ["--latency", repr(config.latency_s), "--jitter", repr(config.jitter_s)]
+    argv += ["--models", ",".join(config.models)]
+    if config.api_key is not None:
+        argv += ["--api-key-env", API_KEY_ENV]
+    if faults_file is not None:
+        argv += ["--faults", str(faults_file)]
+    if config.access_log:
+        argv.append("--access-log")
+    return argv
+
+
+def _merge(config: ServerConfig | None, overrides: dict[str, Any]) -> ServerConfig:
+    base = (config or ServerConfig()).model_dump()
+    return ServerConfig.model_validate({**base, **overrides})
+
+
+def _tail(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:]
+    except OSError:
+        return ""
+
+
+def _wait_healthy(handle: TeacherServerHandle, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        rc = handle.process.poll()
+        if rc is not None:
+            raise TeacherServerStartError(f"teacher server exited with code {rc}:\n{_tail(handle.log_path)}")
+        try:
+            if httpx.get(f"{handle.root_url}/health", timeout=2.0).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise TeacherServerStartError(
+                f"teacher server not healthy after {timeout_s:.0f} s:\n{_tail(handle.log_path)}"
+            )
+        time.sleep(HEALTH_POLL_S)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is not None:
+        return
+    process.terminate()
+    try:
+        process.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+@contextmanager
+def running_teacher_server(
+    config: ServerConfig | None = None, *, startup_timeout_s: float = STARTUP_TIMEOUT_S, **overrides: Any
+) -> Iterator[TeacherServerHandle]:
+    """Run the server in a child process on a free loopback port until the ``with`` block ends.
+
+    ``overrides`` replace fields of ``config`` (e.g. ``latency_s=1.0``, ``api_key="sk-test"``).
+    ``host`` and ``port`` are ignored: the server always listens on a fresh loopback port.
+    Returns only once ``/health`` answers; on exit the process is terminated, then killed.
+    """
+    config = _merge(config, overrides)
+    api_key = config.api_key.get_secret_value() if config.api_key is not None else None
+    with tempfile.TemporaryDirectory(prefix="teacher-server-") as tmp:
+        faults_file = None
+        if config.faults:
+            faults_file = Path(tmp) / "faults.json"
+            faults_file.write_text(json.dumps([r.model_dump() for r in config.faults]), encoding="utf-8")
+        log_path = Path(tmp) / "server.log"
+        sock = socket.create_server((LOOPBACK, 0), backlog=LISTEN_BACKLOG)
+        with sock, log_path.open("wb") as log:
+            port = sock.getsockname()[1]
+            process = subprocess.Popen(
+                _child_argv(config, sock.fileno(), port, faults_file),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=_child_env(api_key),
+                pass_fds=(sock.fileno(),),
+            )
+        # The child holds its own copy of the listening socket; ours is closed now.
+        handle = TeacherServerHandle(
+            base_url=f"http://{LOOPBACK}:{port}/v1",
+            port=port,
+            process=process,
+            log_path=log_path,
+            api_key=api_key,
+        )
+        try:
+            _wait_healthy(handle, startup_timeout_s)
+            yield handle
+        finally:
+            handle.close()
+            _stop(process)
