@@ -28,7 +28,7 @@ from vqa_distill.teacher.client import make_client, preflight
 from vqa_distill.teacher.gate import RateGate
 from vqa_distill.teacher.ledger import STATUS_FAILED, Ledger, TeacherRecord, utc_now
 from vqa_distill.teacher.outcomes import failure_record
-from vqa_distill.teacher.params import TeacherParams, resolve_api_key
+from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.plan import RunPlan, plan_run
 from vqa_distill.teacher.request import TeacherRequest
 from vqa_distill.teacher.resources import (
@@ -38,6 +38,7 @@ from vqa_distill.teacher.resources import (
     install_runtime,
     uninstall_runtime,
 )
+from vqa_distill.teacher.secrets import resolve_api_key
 from vqa_distill.teacher.summary import RunSummary, summarize
 
 SUMMARY_FILE = "summary.json"
@@ -55,7 +56,7 @@ class RunOutcome:
 
 async def ask_all(plan: RunPlan, params: TeacherParams, ledger: Ledger) -> RunOutcome:
     """Run one ask-teacher task per request, at most ``concurrency`` in flight; collect the outcomes."""
-    api_key = resolve_api_key(params)
+    api_key = await resolve_api_key(params.api_key_block)
     client = make_client(base_url=params.base_url, api_key=api_key.get_secret_value(), timeout=params.timeout)
     if params.preflight:
         await preflight(client, params.model)

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from vqa_distill.errors import ConfigError
 
@@ -94,30 +93,6 @@ class TeacherParams(BaseModel):
         if self.max_tokens is not None:
             params["max_tokens"] = self.max_tokens
         return params
-
-
-class TeacherSecrets(BaseSettings):
-    """The API key, read from the environment only (never from a flag, a file in the repo or a parameter)."""
-
-    model_config = SettingsConfigDict(extra="ignore")
-
-    openai_api_key: SecretStr | None = None
-
-
-def resolve_api_key(params: TeacherParams) -> SecretStr:
-    """Return the API key from the named Prefect Secret block, else ``OPENAI_API_KEY``."""
-    if params.api_key_block:
-        from prefect.blocks.system import Secret
-
-        try:
-            value = Secret.load(params.api_key_block).get()  # type: ignore[union-attr]
-        except ValueError as exc:
-            raise ConfigError(f"Prefect Secret block {params.api_key_block!r} not found") from exc
-        return SecretStr(str(value))
-    key = TeacherSecrets().openai_api_key
-    if key is None or not key.get_secret_value():
-        raise ConfigError("no API key: set OPENAI_API_KEY or pass --api-key-block NAME (a Prefect Secret block)")
-    return key
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
