@@ -17,7 +17,7 @@ import openai
 import pytest
 from PIL import Image, ImageDraw
 
-from vqa_distill.offline_teacher import cli as server_cli
+from vqa_distill.offline_teacher import main as server_cli
 from vqa_distill.offline_teacher.faults import FaultInjector, FaultRule, RequestView, load_fault_rules
 from vqa_distill.offline_teacher.process import TeacherServerHandle, running_teacher_server
 from vqa_distill.teacher import tokens
@@ -488,7 +488,9 @@ def test_health_needs_no_key_and_unknown_routes_are_json(server: TeacherServerHa
 
 def test_cli_registers_teacher_server_with_its_flags() -> None:
     parser = argparse.ArgumentParser()
-    server_cli.register(parser.add_subparsers(dest="command"))
+    from vqa_distill.cli import offline_teacher as command
+
+    command.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
         ["teacher-server", "--api-key-env", "MY_KEY", "--latency", "0.5", "--models", "a,b"]
     )

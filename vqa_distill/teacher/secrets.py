@@ -33,7 +33,7 @@ async def resolve_api_key(api_key_block: str | None) -> SecretStr:
                 f"Prefect Secret block {api_key_block!r} not found: create it "
                 f"(prefect block create secret, or Secret(value=...).save({api_key_block!r})) or unset api_key_block"
             ) from None
-        return SecretStr(str(block.get()))
+        return SecretStr(str(block.get()))  # type: ignore[attr-defined]
     key = TeacherSecrets().openai_api_key
     if key is None or not key.get_secret_value():
         raise ConfigError("no API key: set OPENAI_API_KEY or pass --api-key-block NAME (a Prefect Secret block)")
