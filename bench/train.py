@@ -98,7 +98,8 @@ def start_prefect_server(work: Path) -> object:
     import socket
 
     from vqa_distill.ops.prefect_server import SERVER_SETTINGS
-    from vqa_distill.ops.stack import is_healthy, server_argv, start_process, wait_until
+    from vqa_distill.ops.stack import server_argv
+    from vqa_distill.supervisor import is_healthy, start_process, wait_until
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -161,7 +162,7 @@ def main() -> int:
         return 0 if ratio >= TARGET_RATIO else 1
     finally:
         if server is not None:
-            from vqa_distill.ops.stack import stop_process
+            from vqa_distill.supervisor import stop_process
 
             stop_process(server)  # type: ignore[arg-type]
         if args.keep:

@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger
 from prefect.states import Failed
 
 from flows.generate import generate
-from flows.pipeline import teacher_summary
+from flows.handoff import teacher_summary
 from vqa_distill.teacher.failed import LATEST, find_failed, keys_to_retry, teacher_params_of
 from vqa_distill.teacher.summary import RunSummary
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from tasks.train import evaluate_student, merge_adapter, preflight, train_student
+from tasks.train import evaluate_student, merge_adapter, prepare_training, train_student
 from vqa_distill.student.params import TrainParams
 from vqa_distill.student.report import eval_markdown, loss_markdown, metrics_rows
 
@@ -28,7 +28,7 @@ def train(params: TrainParams) -> str:
             devices, evaluation. The original training script's flags keep their names and defaults.
     """
     logger = get_run_logger()
-    prepared = preflight(params)
+    prepared = prepare_training(params)
     summary = train_student(prepared)
     logger.info("checkpoint: %s", summary.checkpoint)
     merged = merge_adapter(prepared, summary) if params.merge else None

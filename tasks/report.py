@@ -1,4 +1,4 @@
-"""Publish a teacher run's summary, failed images and dataset as Prefect artifacts.
+"""The ``publish-artifacts`` task: a teacher run's summary, failed images and dataset as Prefect artifacts.
 
 The failed-images table is created on every run, empty when nothing failed: artifacts are versioned
 by key, so skipping it would leave an old failure showing as the latest.
@@ -6,7 +6,9 @@ by key, so skipping it would leave an old failure showing as the latest.
 
 from __future__ import annotations
 
+from prefect import task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
+from prefect.cache_policies import NO_CACHE
 
 from vqa_distill.teacher.summary import RunSummary
 
@@ -15,6 +17,7 @@ FAILED_KEY = "teacher-failed-images"
 DATASET_KEY = "teacher-dataset"
 
 
+@task(name="publish-artifacts", cache_policy=NO_CACHE)
 async def publish_run_artifacts(summary: RunSummary) -> None:
     """Create the three artifacts of a teacher run (summary, failed images, dataset)."""
     await acreate_table_artifact(

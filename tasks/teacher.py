@@ -22,7 +22,9 @@ from vqa_distill.teacher.client import ask
 from vqa_distill.teacher.ledger import utc_now
 from vqa_distill.teacher.outcomes import answer_record, failure_record
 from vqa_distill.teacher.request import TeacherRequest
-from vqa_distill.teacher.resources import current_runtime
+from vqa_distill.teacher.resources import resources_of
+
+RETRY_JITTER_FACTOR = 0.5  # delays vary by up to +-50%, so retries of a burst of 429s do not stampede
 
 
 def request_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -37,9 +39,13 @@ def retry_only_transient(task: Task[Any, Any], run: TaskRun, state: State[Any]) 
 
 
 def task_run_name() -> str:
-    """Name each run after its image, so the UI lists ``ask-teacher[cat_001.jpg]``."""
+    """Name each run after its image's path in the folder, so the UI lists ``ask-teacher[line 2/cat_001.jpg]``.
+
+    The full relative path, not the base name: ``failed`` and ``retry-failed`` read the image back
+    from this name, and ``a/x.jpg`` and ``b/x.jpg`` are two images.
+    """
     request: TeacherRequest = task_run.parameters["request"]
-    return f"ask-teacher[{request.file_name}]"
+    return f"ask-teacher[{request.rel_path}]"
 
 
 @task(
@@ -50,12 +56,12 @@ def task_run_name() -> str:
     persist_result=True,
     log_prints=False,
 )
-async def ask_teacher(request: TeacherRequest, out: str) -> dict[str, Any]:
+async def ask_teacher(request: TeacherRequest) -> dict[str, Any]:
     """Ask the teacher one question about one image and record the outcome in the run's ledger."""
-    runtime = current_runtime(out)
+    run_id = flow_run.id
+    runtime = resources_of(run_id)
     started_at = utc_now()
     attempt = task_run.run_count or 1
-    run_id = flow_run.id
     try:
         image = await runtime.images.get(request)
         answer = await ask(runtime.client, runtime.gate, request, image)

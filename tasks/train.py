@@ -1,4 +1,4 @@
-"""The training stage's tasks: a CPU preflight, then GPU-tagged training, merging and evaluation.
+"""The training stage's tasks: a CPU preparation (model, device, dataset check), then GPU-tagged training, merging and evaluation.
 
 ``tags=["gpu"]`` lets a tag concurrency limit (one per GPU) and the ``gpu-pool`` deployment keep GPU
 work where the GPUs are. No retries: a failed training run is a fatal error to read, not a blip,
@@ -36,8 +36,8 @@ def _forward(line: str) -> None:
         get_run_logger().info(line)
 
 
-@task(name="preflight", task_run_name=lambda: f"preflight[{_model_name()}]", cache_policy=NO_CACHE)
-def preflight(params: TrainParams) -> training.Prepared:
+@task(name="prepare-training", task_run_name=lambda: f"prepare-training[{_model_name()}]", cache_policy=NO_CACHE)
+def prepare_training(params: TrainParams) -> training.Prepared:
     """Resolve the model, probe the device and check every row; refuses before any GPU time is spent."""
     return training.prepare(params, log=get_run_logger().info)
 

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.helpers import TEST_API_KEY
 from vqa_distill.ops.prefect_server import SERVER_SETTINGS
 
 # Session fixtures of the student and ops suites, registered once (importing them into each module
 # would make one copy per module: three stacks, three tiny models).
 pytest_plugins = ["tests.support.student_fixtures", "tests.support.ops_fixtures"]
 
-TEST_API_KEY = "sk-test-4f9c2b7e1d3a5c6b8e0f1a2b3c4d5e6f"  # a fake key: tests assert it never leaks
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="vqa-distill-tests-"))
 
 
@@ -51,7 +51,8 @@ os.environ.pop("OPENAI_API_KEY", None)
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server() -> Iterator[str]:
     """Run a real Prefect server for the whole session (the stack's own start/stop); yields its API URL."""
-    from vqa_distill.ops.stack import is_healthy, server_argv, start_process, stop_process, wait_until
+    from vqa_distill.ops.stack import server_argv
+    from vqa_distill.supervisor import is_healthy, start_process, stop_process, wait_until
 
     api_url = PREFECT_ENV["PREFECT_API_URL"]
     process = start_process("prefect-server", server_argv(PREFECT_PORT), os.environ, _SESSION_DIR / "logs")

@@ -13,8 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_ops_pipeline import teacher_params
-from tests.support.helpers import chat_requests, make_image, make_images
+from tests.support.helpers import chat_requests, make_image, make_images, teacher_params
 from tests.support.ops_fixtures import OpsStack, wait_for
 from vqa_distill.dataset.build import read_jsonl
 from vqa_distill.errors import EXIT_OK, EXIT_SOME_FAILED

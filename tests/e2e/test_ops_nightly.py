@@ -7,8 +7,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from tests.e2e.test_ops_pipeline import TINY_TRAINING, teacher_params
-from tests.support.helpers import chat_requests, make_images
+from tests.support.helpers import TINY_TRAINING, chat_requests, make_images, teacher_params
 from tests.support.ops_fixtures import OpsStack
 from vqa_distill.dataset.build import read_jsonl
 from vqa_distill.teacher.params import TeacherParams
@@ -52,7 +51,7 @@ def test_a_changed_dataset_is_trained_on_in_process_from_its_version(
     import asyncio
 
     from flows.nightly import nightly_refresh
-    from flows.pipeline import HandOff, StudentOptions
+    from vqa_distill.student.handoff import HandOff, StudentOptions
 
     make_images(tmp_path / "images", 3)
     student = StudentOptions(model_id_or_path=str(tiny_model), **TINY_TRAINING)

@@ -12,25 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-from tests.support.helpers import chat_requests, make_images
+from tests.support.helpers import TINY_TRAINING, chat_requests, make_images, teacher_params
 from tests.support.ops_fixtures import OpsStack
 from vqa_distill.dataset.build import read_jsonl
 
+
 # A few steps of LoRA on the CPU: enough to write an adapter, seconds not minutes.
-TINY_TRAINING = {
-    "cuda_devices": "cpu", "max_steps": 2, "gradient_accumulation_steps": 1, "split_dataset_ratio": 0.0,
-    "eval_limit": 0, "num_proc": 1, "logging_steps": 1,
-}  # fmt: skip
-
-
-def teacher_params(images: Path, out: Path, base_url: str) -> dict[str, Any]:
-    """Teacher parameters of a deployment run: the offline teacher, fast retries, generous limits."""
-    return {
-        "images": str(images), "out": str(out), "base_url": base_url, "prompts": ["Describe the defects."],
-        "retry_delay": 0.05, "rpm": 6000, "tpm": 10_000_000,
-    }  # fmt: skip
-
-
 def test_pipeline_deployment_trains_on_the_gpu_pool(
     ops_stack: OpsStack, teacher: Any, tiny_model: Path, tmp_path: Path
 ) -> None:

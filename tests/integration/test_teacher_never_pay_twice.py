@@ -10,8 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_teacher_run import params_for
-from tests.support.helpers import REPO_ROOT, chat_requests, generate_args, make_images
+from tests.support.helpers import REPO_ROOT, chat_requests, generate_args, make_images, params_for
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.dataset.build import read_jsonl
 from vqa_distill.teacher.ledger import STATUS_ANSWERED, Ledger

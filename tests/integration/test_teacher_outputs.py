@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import PREFECT_HOME, TEST_API_KEY
-from tests.integration.test_teacher_run import params_for
-from tests.support.helpers import make_images
+from tests.support.helpers import TEST_API_KEY, make_images, params_for
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.teacher.client import redact
 
@@ -74,12 +73,13 @@ def test_the_key_never_reaches_outputs_results_or_the_prefect_database(
     assert secret not in str(flow_run.parameters).encode()
     assert secret not in str(artifacts).encode()
     scanned = 0
-    for root in (tmp_path / "out", PREFECT_HOME, session_dir / "results"):
+    prefect_home = Path(os.environ["PREFECT_HOME"])
+    for root in (tmp_path / "out", prefect_home, session_dir / "results"):
         for path in root.rglob("*"):
             if path.is_file():
                 assert secret not in path.read_bytes(), f"the API key leaked into {path}"
                 scanned += 1
-    assert scanned > 5 and any(p.name.startswith("prefect.db") for p in PREFECT_HOME.rglob("*"))
+    assert scanned > 5 and any(p.name.startswith("prefect.db") for p in prefect_home.rglob("*"))
 
 
 def test_redact_removes_the_key_from_messages() -> None:

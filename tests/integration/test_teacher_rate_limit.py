@@ -7,8 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tests.integration.test_teacher_run import params_for
-from tests.support.helpers import chat_requests, make_images
+from tests.support.helpers import chat_requests, make_images, params_for
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.teacher.gate import BucketShape, RateGate
 

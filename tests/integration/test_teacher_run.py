@@ -8,22 +8,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import TEST_API_KEY
-from tests.support.helpers import chat_requests, generate_args, make_images, run_cli
+from tests.support.helpers import TEST_API_KEY, chat_requests, generate_args, make_images, params_for, run_cli
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.dataset.build import read_jsonl
 from vqa_distill.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
 from vqa_distill.teacher.ledger import Ledger
-from vqa_distill.teacher.params import TeacherParams
-
-
-def params_for(images: Path, out: Path, base_url: str, **overrides: Any) -> TeacherParams:
-    values: dict[str, Any] = {
-        "images": str(images), "out": str(out), "base_url": base_url, "prompts": ["Describe the defects."],
-        "retry_delay": 0.05, "rpm": 6000, "tpm": 10_000_000,
-    }
-    values.update(overrides)
-    return TeacherParams(**values)
 
 
 def requests_per_image(stats: dict[str, Any]) -> dict[str, int]:
@@ -143,7 +132,7 @@ def test_missing_key_and_bad_options_are_fatal(tmp_path: Path, teacher: Any) -> 
 
 
 def test_mixed_folder_through_the_cli(tmp_path: Path, teacher: Any, api_key_env: str) -> None:
-    from tests.unit.test_teacher_discovery import build_mixed_folder
+    from tests.support.helpers import build_mixed_folder
 
     build_mixed_folder(tmp_path / "images")
     result = run_cli(*generate_args(tmp_path / "images", tmp_path / "out", teacher.base_url))

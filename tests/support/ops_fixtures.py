@@ -25,8 +25,7 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import TEST_API_KEY
-from tests.support.helpers import REPO_ROOT, run_cli
+from tests.support.helpers import REPO_ROOT, TEST_API_KEY, run_cli
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 FLOW_RUN_TIMEOUT_S = 240.0

@@ -16,13 +16,14 @@ import psutil
 import pytest
 import yaml
 
-from flows.nightly import list_versions, next_version_name, publish_version
-from flows.pipeline import StudentOptions
 from tests.support.helpers import REPO_ROOT
+from vqa_distill.dataset.versions import list_versions, next_version_name, publish_version
 from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.ops.deploy import PREFECT_FILE, deploy_argv
 from vqa_distill.ops.pools import CPU_POOL, GPU_POOL, PoolSpec, apply_all, apply_pool, base_job_template
-from vqa_distill.ops.stack import ManagedProcess, StackState, port_is_free, stop_process
+from vqa_distill.ops.stack import StackState
+from vqa_distill.student.handoff import StudentOptions
+from vqa_distill.supervisor import ManagedProcess, port_is_free, stop_process
 from vqa_distill.teacher.failed import file_of, keys_to_retry, reason_of
 from vqa_distill.teacher.ledger import Ledger, TeacherRecord
 
@@ -167,6 +168,7 @@ def test_a_dataset_is_versioned_only_when_it_changed(tmp_path: Path) -> None:
 
 def test_failed_task_runs_are_parsed_into_file_and_reason() -> None:
     assert file_of("ask-teacher[odd 01.png]") == "odd 01.png"
+    assert file_of("ask-teacher[line 2/a/x.jpg]") == "line 2/a/x.jpg"
     assert file_of("train[tiny]") is None
     message = "Task run encountered an exception PermanentTeacherError: HTTP 400: bad image"
     assert reason_of(message) == "PermanentTeacherError: HTTP 400: bad image"

@@ -4,42 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
-import os
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from tests.support.helpers import make_image
+from tests.support.helpers import build_mixed_folder, make_image
 from vqa_distill.errors import ConfigError, ImageError
 from vqa_distill.teacher.discovery import discover_images
 from vqa_distill.teacher.imaging import fit_within, prepare_image
-
-
-def build_mixed_folder(root: Path) -> dict[str, Path]:
-    """A folder with everything a user's folder may hold; returns the interesting paths by role."""
-    paths = {
-        "valid": make_image(root / "valid.png", (200, 10, 10)),
-        "jpeg_named_png": make_image(root / "really_a_jpeg.png", (10, 200, 10), fmt="JPEG"),
-        "no_suffix": make_image(root / "photo_without_suffix", (10, 10, 200), fmt="PNG"),
-        "unicode": make_image(root / "nested" / "deeper" / "ünïcode name 1.jpg", (120, 120, 0)),
-        "duplicate": root / "nested" / "copy of valid.png",
-    }
-    paths["duplicate"].write_bytes(paths["valid"].read_bytes())
-    truncated = root / "truncated.jpg"
-    full = io.BytesIO()
-    Image.new("RGB", (300, 300), (90, 90, 90)).save(full, format="JPEG")
-    truncated.write_bytes(full.getvalue()[:400])
-    paths["truncated"] = truncated
-    (root / "not_an_image.jpg").write_text("this is text pretending to be a photo")
-    paths["not_an_image"] = root / "not_an_image.jpg"
-    (root / "empty.png").write_bytes(b"")
-    paths["empty"] = root / "empty.png"
-    (root / "notes.txt").write_text("not an image and not named like one")
-    make_image(root / ".hidden.png", (1, 2, 3))
-    make_image(root / ".cache" / "thumb.png", (4, 5, 6))
-    os.symlink(root, root / "nested" / "loop")  # a symlink loop back to the root
-    return paths
 
 
 def test_discovery_takes_images_by_content_and_survives_a_symlink_loop(tmp_path: Path) -> None:

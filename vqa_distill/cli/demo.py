@@ -14,7 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from vqa_distill.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
+from vqa_distill.cli.prefect_api import use_prefect_api
+from vqa_distill.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED, FatalRunError
+from vqa_distill.flow_state import run_flow
 from vqa_distill.paths import REPO_DATA
 
 DEMO_API_KEY = "sk-offline-demo"  # the offline teacher accepts any key; the user's real key stays unused
@@ -41,12 +43,16 @@ def register(subparsers: Any) -> None:
 
 def run_demo(args: argparse.Namespace) -> int:
     """Build the tiny model if needed, start the offline teacher, run the pipeline flow in-process."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ["OPENAI_API_KEY"] = DEMO_API_KEY
-    import asyncio
+    try:
+        use_prefect_api()
+    except FatalRunError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FATAL
 
-    from flows.pipeline import HandOff, PipelineResult, StudentOptions, pipeline
+    from flows.pipeline import PipelineResult, pipeline
     from vqa_distill.offline_teacher.process import running_teacher_server
+    from vqa_distill.student.handoff import HandOff, StudentOptions
     from vqa_distill.student.tiny_model import build_tiny_model
     from vqa_distill.teacher.params import TeacherParams
 
@@ -65,11 +71,11 @@ def run_demo(args: argparse.Namespace) -> int:
             gradient_accumulation_steps=1, num_proc=1, max_length=4096, logging_steps=1, eval_limit=3,
             max_pixels=128 * 128,
         )
-        state: Any = asyncio.run(
-            pipeline(teacher, student, train=not args.no_train, hand_off=HandOff(in_process=True),  # type: ignore[arg-type]
+        run = run_flow(
+            pipeline(teacher, student, train=not args.no_train, hand_off=HandOff(in_process=True),
                      return_state=True)
-        )
-    result = state.result(raise_on_failure=False, _sync=True)
+        )  # fmt: skip
+    result = run.result
     if isinstance(result, BaseException):
         print(f"error: {result}", file=sys.stderr)
         return EXIT_FATAL

@@ -1,13 +1,12 @@
-"""Run the generate flow in-process and turn its final state into a summary or a fatal error."""
+"""Run the generate flow in this process and turn its final state into a summary or a fatal error."""
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from vqa_distill import progress
 from vqa_distill.errors import FatalRunError
+from vqa_distill.flow_state import run_flow
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.summary import RunSummary
 
@@ -26,16 +25,14 @@ def run_generate_flow(params: TeacherParams, *, show_progress: bool = True, only
     from flows.generate import generate
 
     with _progress_bar(show_progress):
-        state: Any = asyncio.run(generate(params, only_keys=only_keys, return_state=True))  # type: ignore[arg-type]
-    result: Any = state.result(raise_on_failure=False, _sync=True)
-    flow_run_id = str(state.state_details.flow_run_id) if state.state_details.flow_run_id else None
-    if isinstance(result, RunSummary):
-        return FlowOutcome(summary=result, flow_run_id=flow_run_id)
-    if isinstance(result, FatalRunError):
-        return FlowOutcome(summary=None, fatal=str(result), flow_run_id=flow_run_id)
-    if isinstance(result, BaseException):
-        raise result
-    return FlowOutcome(summary=RunSummary.model_validate(result), flow_run_id=flow_run_id)
+        run = run_flow(generate(params, only_keys=only_keys, return_state=True))
+    if isinstance(run.result, RunSummary):
+        return FlowOutcome(summary=run.result, flow_run_id=run.flow_run_id)
+    if isinstance(run.result, FatalRunError):
+        return FlowOutcome(summary=None, fatal=str(run.result), flow_run_id=run.flow_run_id)
+    if isinstance(run.result, BaseException):
+        raise run.result
+    return FlowOutcome(summary=RunSummary.model_validate(run.result), flow_run_id=run.flow_run_id)
 
 
 class _progress_bar:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -138,7 +137,8 @@ def run_stack_status(args: argparse.Namespace) -> int:
 
 def run_deploy(args: argparse.Namespace) -> int:
     """Apply pools, the gpu limit and the deployments to the configured Prefect API."""
-    _use_stack_api_if_unset()
+    if (code := _without_api()) is not None:
+        return code
     from vqa_distill.errors import FatalRunError
     from vqa_distill.ops.deploy import apply
 
@@ -154,7 +154,8 @@ def run_failed(args: argparse.Namespace) -> int:
     """Print a run's failed images as a table or JSON."""
     import asyncio
 
-    _use_stack_api_if_unset()
+    if (code := _without_api()) is not None:
+        return code
     from vqa_distill.errors import FatalRunError
     from vqa_distill.teacher.failed import find_failed
 
@@ -190,23 +191,20 @@ def print_failed(run: Any) -> None:
 
 def run_retry_failed(args: argparse.Namespace) -> int:
     """Run the retry-failed flow in this process and print the teacher run's summary."""
-    import asyncio
-
-    _use_stack_api_if_unset()
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if (code := _without_api()) is not None:
+        return code
     from flows.retry_failed import retry_failed
     from vqa_distill.cli.teacher import print_summary
     from vqa_distill.errors import FatalRunError
+    from vqa_distill.flow_state import run_flow
     from vqa_distill.teacher.summary import RunSummary
 
-    run: Any = retry_failed(args.run, return_state=True)  # a coroutine of the flow run's final state
     try:
-        state = asyncio.run(run)
+        result = run_flow(retry_failed(args.run, return_state=True)).result
     except RuntimeError as exc:  # Prefect's own check that its API answers, before the flow run exists
         if "Failed to reach API" not in str(exc):
             raise
         return _fail(f"cannot reach the Prefect API: {exc}")
-    result = state.result(raise_on_failure=False, _sync=True)
     if isinstance(result, FatalRunError):
         return _fail(result)
     if isinstance(result, BaseException):
@@ -216,17 +214,13 @@ def run_retry_failed(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if summary.failed else EXIT_OK
 
 
-def _use_stack_api_if_unset() -> None:
-    """Talk to the local stack (and share its result storage) when PREFECT_API_URL is not set and one runs.
+def _without_api() -> int | None:
+    """Point this process at a Prefect API; the exit code when none can be had, else None."""
+    from vqa_distill.cli.prefect_api import use_prefect_api
+    from vqa_distill.errors import FatalRunError
 
-    Called before Prefect is imported: Prefect reads its settings from the environment once, at import.
-    """
-    if os.environ.get("PREFECT_API_URL"):
-        return
-    from vqa_distill.ops.stack import stack_client_env
-
-    env = stack_client_env()
-    if env:
-        print(f"using the local stack's Prefect API at {env['PREFECT_API_URL']}", file=sys.stderr)
-        for key, value in env.items():
-            os.environ.setdefault(key, value)
+    try:
+        use_prefect_api()
+    except FatalRunError as exc:
+        return _fail(exc)
+    return None

@@ -9,7 +9,6 @@ every default. Imports stay at argparse and pydantic level so that ``vqa-distill
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import sys
 import types
@@ -25,10 +24,15 @@ TRAIN_EPILOG = """\
 tuners: lora (default) | qlora (4-bit base; CUDA + bitsandbytes) | dora | full.
 --model_name/--model_author only matter with --self-cognition N, which mixes N rows of ms-swift's
 swift/self-cognition dataset (downloaded from the hub) into training.
+--max_pixels, when not given, is chosen from --max_length so that one image takes at most about half
+of it (2048 -> 802816 pixels for Qwen2/2.5-VL, 1048576 for Qwen3-VL); the preflight log says the value.
 The checkpoint path is printed last. Exit codes: 0 trained; 3 refused or failed (bad rows, missing
 model, bad options, ms-swift error)."""
 
 TINY_EPILOG = "Random weights: for offline demos and tests, not for answers worth reading."
+
+# What "(default: ...)" says for fields whose None means "worked out at run time", not "off".
+DERIVED_DEFAULTS = {"max_pixels": "chosen from --max_length"}
 
 
 def register(subparsers: Any) -> None:
@@ -71,6 +75,7 @@ def _argument_kwargs(name: str, field: FieldInfo) -> dict[str, Any]:
     if not required:
         default = field.get_default(call_default_factory=True)
         shown = " ".join(map(str, default)) if isinstance(default, list) else default
+        shown = DERIVED_DEFAULTS.get(name, shown)
         help_text += f" (default: {shown if shown not in ('', None) else 'none'})"
     if name == "swift_args":
         return {"type": shlex.split, "metavar": "'FLAGS'", "help": help_text}
@@ -103,11 +108,13 @@ def run_train(args: argparse.Namespace) -> int:
     except ValidationError as exc:
         print(f"error: invalid training options:\n{exc}", file=sys.stderr)
         return EXIT_FATAL
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.train import train
+    from vqa_distill.cli.prefect_api import use_prefect_api
     from vqa_distill.errors import VqaDistillError
 
     try:
+        use_prefect_api()
+        from flows.train import train
+
         checkpoint = train(params)
     except VqaDistillError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from vqa_distill.cli.prefect_api import use_prefect_api
 from vqa_distill.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
 
 EXIT_CODES_HELP = (
@@ -102,7 +103,6 @@ def params_from_args(args: argparse.Namespace) -> Any:
 
 def run_generate(args: argparse.Namespace) -> int:
     """Run the generate flow in this process with a progress bar; return the exit code."""
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if not args.verbose:
         # One line per image would bury the progress bar: the terminal shows warnings and errors,
         # the Prefect API (and UI) still receives every log line.
@@ -111,6 +111,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
     try:
         params = params_from_args(args)
+        use_prefect_api()
     except FatalRunError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FATAL

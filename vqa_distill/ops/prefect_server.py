@@ -1,7 +1,7 @@
 """Settings of a local Prefect server that keeps up with thousands of task runs, in one place.
 
 The SQLite server drops task-run events past ~10k queued ("Subscription queue is full") with its
-default batches; these batch sizes and flush intervals keep its recorders ahead (DESIGN.md). Used by
+default batches; these batch sizes and flush intervals keep its recorders ahead (docs/architecture.md, "Measured facts"). Used by
 the local stack, the tests and the benchmarks alike.
 """
 

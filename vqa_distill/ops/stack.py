@@ -10,35 +10,36 @@ and nothing else, even if a pid has since been reused.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import httpx
-import psutil
-
 from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.ops.prefect_server import SERVER_SETTINGS
 from vqa_distill.paths import DEFAULT_PREFECT_PORT as DEFAULT_PORT
 from vqa_distill.paths import DEFAULT_TEACHER_PORT, LOOPBACK, REPO_ROOT
+from vqa_distill.supervisor import (
+    ManagedProcess,
+    is_healthy,
+    log_tail,
+    port_is_free,
+    start_process,
+    stop_process,
+    wait_until,
+)
 
 DEFAULT_HOME = REPO_ROOT / ".stack"
 STATE_FILE = "state.json"
 ENV_FILE = "env.sh"
 SERVER_START_TIMEOUT_S = 90.0  # the first start migrates a fresh SQLite database
 WORKER_START_TIMEOUT_S = 60.0
-STOP_TIMEOUT_S = 15.0  # after SIGTERM, before SIGKILL
-POLL_S = 0.3
 OFFLINE_TEACHER_KEY = "sk-offline-teacher"  # the offline server accepts any key; the client needs one
 WORKER_READY = "started!"  # what `prefect worker start` logs once it polls
 
@@ -47,27 +48,6 @@ CLIENT_SETTINGS = ("PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH")
 
 GpuWorker = Literal["auto", "cpu", "none"]
 
-
-
-@dataclass
-class ManagedProcess:
-    """A process the stack started: its pid and start time identify it, its log says what it did."""
-
-    name: str
-    pid: int
-    create_time: float
-    argv: list[str]
-    log: str
-
-    def handle(self) -> psutil.Process | None:
-        """Return the live process if it is still the one started (a reused pid is not), else None."""
-        try:
-            process = psutil.Process(self.pid)
-            if abs(process.create_time() - self.create_time) > 1.0 or process.status() == psutil.STATUS_ZOMBIE:
-                return None
-            return process
-        except psutil.Error:
-            return None
 
 
 @dataclass
@@ -129,56 +109,8 @@ def gpu_count() -> int:
     return sum(1 for line in done.stdout.splitlines() if line.startswith("GPU ")) if done.returncode == 0 else 0
 
 
-def port_is_free(port: int) -> bool:
-    """True when nothing listens on the loopback port."""
-    with socket.socket() as sock:
-        try:
-            sock.bind((LOOPBACK, port))
-        except OSError:
-            return False
-        return True
-
-
-def start_process(name: str, argv: list[str], env: Mapping[str, str], logs: Path) -> ManagedProcess:
-    """Start a detached process (its own session, so Ctrl-C in this shell does not reach it), logging to a file."""
-    logs.mkdir(parents=True, exist_ok=True)
-    log_path = logs / f"{name}.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            argv, env=dict(env), cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
-    return ManagedProcess(name, process.pid, psutil.Process(process.pid).create_time(), argv, str(log_path))
-
-
-def wait_until(ready: Callable[[], bool], process: ManagedProcess, timeout_s: float, what: str) -> None:
-    """Poll ``ready`` until true; raise FatalRunError with the log's tail if the process dies or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while not ready():
-        if process.handle() is None:
-            raise FatalRunError(f"{what} exited during start-up; its log ({process.log}):\n{_tail(process.log)}")
-        if time.monotonic() > deadline:
-            raise FatalRunError(f"{what} not ready after {timeout_s:.0f} s; its log ({process.log}):\n{_tail(process.log)}")
-        time.sleep(POLL_S)
-
-
-def _tail(path: str, chars: int = 3000) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8", errors="replace")[-chars:]
-    except OSError:
-        return ""
-
-
-def is_healthy(url: str) -> bool:
-    """Tell whether ``url`` answers 200 now (a health endpoint)."""
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
 def _log_says(process: ManagedProcess, text: str) -> Callable[[], bool]:
-    return lambda: text in _tail(process.log, 20_000)
+    return lambda: text in log_tail(process.log, 20_000)
 
 
 def worker_argv(pool: str, name: str, limit: int | None = None) -> list[str]:
@@ -306,26 +238,6 @@ def write_env_file(state: StackState) -> Path:
     path = Path(state.home) / ENV_FILE
     path.write_text("".join(f"export {k}='{state.env[k]}'\n" for k in CLIENT_SETTINGS), encoding="utf-8")
     return path
-
-
-def stop_process(process: ManagedProcess, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-    """Stop one started process and its children (SIGTERM, then SIGKILL); False when it was already gone."""
-    handle = process.handle()
-    if handle is None:
-        return False
-    try:
-        tree = [handle, *handle.children(recursive=True)]
-    except psutil.Error:
-        tree = [handle]
-    for member in tree:
-        with contextlib.suppress(psutil.Error):
-            member.send_signal(signal.SIGTERM)
-    _, still_alive = psutil.wait_procs(tree, timeout=timeout_s)
-    for member in still_alive:
-        with contextlib.suppress(psutil.Error):
-            member.kill()
-    psutil.wait_procs(still_alive, timeout=5)
-    return True
 
 
 def down(home: Path = DEFAULT_HOME, *, say: Callable[[str], None] = print) -> list[str]:

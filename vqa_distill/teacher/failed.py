@@ -36,7 +36,7 @@ _PREFECT_PREFIX = "Task run encountered an exception "
 
 @dataclass(frozen=True)
 class FailedImage:
-    """One failed ask-teacher task run: the image's file name, why it failed, and how many attempts."""
+    """One failed ask-teacher task run: the image's path in its folder, why it failed, and how many attempts."""
 
     file: str
     reason: str
@@ -63,7 +63,7 @@ class FailedRun:
 
 
 def file_of(task_run_name: str) -> str | None:
-    """Return the image file name of an ``ask-teacher[<file>]`` task run, else None."""
+    """Return the image's relative path named by an ``ask-teacher[<path>]`` task run, else None."""
     match = _TASK_RUN_NAME.match(task_run_name)
     return match.group("file") if match else None
 
@@ -191,19 +191,20 @@ def teacher_params_of(run: FailedRun) -> TeacherParams:
     return TeacherParams.model_validate(values)
 
 
-def keys_to_retry(out: str | Path, flow_run_id: str, failed_files: Iterable[str]) -> list[str]:
+def keys_to_retry(out: str | Path, flow_run_id: str, failed_paths: Iterable[str]) -> list[str]:
     """Return the request keys still failed that the run failed on.
 
     A record carries the id of the run that last tried it; a later run (an earlier retry) may have
-    re-recorded it, so records still failed whose image is among the run's failed task runs count too.
+    re-recorded it, so records still failed whose image path (relative to the images folder, never
+    the bare file name: ``a/x.jpg`` is not ``b/x.jpg``) is among the run's failed task runs count too.
     Answered keys are never returned: the ledger never turns an answer back into a failure.
     """
     if not (Path(out) / LEDGER_FILE).is_file():
         raise FatalRunError(f"no {LEDGER_FILE} in the run folder {out} (is it on this machine?)")
-    names = set(failed_files)
+    paths = set(failed_paths)
     with Ledger(out) as ledger:
         return [
             record.key
             for record in ledger.records(STATUS_FAILED)
-            if record.flow_run_id == flow_run_id or Path(record.image_path).name in names
+            if record.flow_run_id == flow_run_id or record.rel_path in paths
         ]

@@ -3,7 +3,7 @@ matches its bytes.
 
 OpenAI fits a high-detail image into 2048x2048 and bills 512-px tiles of a 768-px shortest side, so
 sending a 12 MP photo at full size only costs upload time; JPEG's draft mode decodes it at 1/2..1/8
-scale, which is most of the speed-up (see DESIGN.md). Pillow releases the GIL, so callers run this in
+scale, which is most of the speed-up (docs/architecture.md, "Measured facts"). Pillow releases the GIL, so callers run this in
 worker threads.
 """
 

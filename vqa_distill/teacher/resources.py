@@ -1,18 +1,20 @@
-"""Per-event-loop resources of a teacher run: the client, the rate gate, the ledger, the image cache.
+"""The live objects of one teacher flow run (client, rate gate, ledger, image cache), shared by its task runs.
 
 Task arguments must stay plain data (Prefect hashes and displays them) and the secret must never be
-one, so the flow installs these objects here and each task run looks them up by run folder. They are
-bound to the loop that made them: an AsyncOpenAI client and an aiolimiter bucket must not cross loops.
+one, so the flow registers these objects under its flow run id and each task run looks them up by
+the same id. They belong to the flow run's event loop: an AsyncOpenAI client and an aiolimiter
+bucket must not cross loops, and a flow run has one loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 from openai import AsyncOpenAI
 
@@ -55,44 +57,45 @@ class PreparedImages:
 
 
 @dataclass
-class TeacherRuntime:
-    """What a task run of one flow run needs besides its request."""
+class TeacherResources:
+    """What every ask-teacher task run of one flow run shares: live objects, never task arguments."""
 
     client: AsyncOpenAI
     gate: RateGate
     ledger: Ledger
     images: PreparedImages
-    loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.get_running_loop)
 
     async def aclose(self) -> None:
-        """Release the connection pool, the threads and the ledger connection."""
+        """Release the connection pool and the image threads (the ledger belongs to the flow)."""
         await self.client.close()
         self.images.close()
-        self.ledger.close()
 
 
-_RUNTIMES: dict[tuple[int, str], TeacherRuntime] = {}
+# The contract: the generate flow registers its resources under its own flow run id before it starts
+# any task run and removes them when the last one is done; an ask-teacher task run looks them up by
+# the id of the flow run it belongs to. Task arguments stay plain data (Prefect hashes them for the
+# cache key and shows them in the UI); the client, the rate gate and the ledger connection live here.
+_BY_FLOW_RUN: dict[str, TeacherResources] = {}
 
 
-def _slot(out_dir: str | Path) -> tuple[int, str]:
-    return id(asyncio.get_running_loop()), str(out_dir)  # the flow and its tasks pass the same string
-
-
-def install_runtime(out_dir: str | Path, runtime: TeacherRuntime) -> None:
-    """Make ``runtime`` the one task runs of this loop use for ``out_dir``."""
-    _RUNTIMES[_slot(out_dir)] = runtime
-
-
-def uninstall_runtime(out_dir: str | Path) -> TeacherRuntime | None:
-    """Forget the runtime of ``out_dir`` on this loop and return it (for closing)."""
-    return _RUNTIMES.pop(_slot(out_dir), None)
-
-
-def current_runtime(out_dir: str | Path) -> TeacherRuntime:
-    """Return the runtime installed by the flow for ``out_dir`` on this loop."""
+@contextlib.asynccontextmanager
+async def registered(flow_run_id: str, resources: TeacherResources) -> AsyncIterator[TeacherResources]:
+    """Register ``resources`` for the task runs of ``flow_run_id``; unregister and close them on exit."""
+    if flow_run_id in _BY_FLOW_RUN:
+        raise RuntimeError(f"flow run {flow_run_id} already has teacher resources registered")
+    _BY_FLOW_RUN[flow_run_id] = resources
     try:
-        return _RUNTIMES[_slot(out_dir)]
+        yield resources
+    finally:
+        del _BY_FLOW_RUN[flow_run_id]
+        await resources.aclose()
+
+
+def resources_of(flow_run_id: str) -> TeacherResources:
+    """Return the resources the generate flow run ``flow_run_id`` registered for its task runs."""
+    try:
+        return _BY_FLOW_RUN[flow_run_id]
     except KeyError:
         raise RuntimeError(
-            f"no teacher runtime for {out_dir}: ask-teacher runs inside the generate flow, which installs it"
+            f"no teacher resources for flow run {flow_run_id}: ask-teacher runs inside the generate flow"
         ) from None

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from vqa_distill.atomic import atomic_write_text
 from vqa_distill.dataset.build import DatasetReport
 from vqa_distill.teacher.ledger import STATUS_UNUSABLE, TeacherRecord
 from vqa_distill.teacher.plan import RunPlan
@@ -110,3 +113,13 @@ def summarize(
         dataset=dataset,
         flow_run_id=flow_run_id,
     )
+
+
+SUMMARY_FILE = "summary.json"
+
+
+def write_summary(out: str | Path, summary: RunSummary) -> Path:
+    """Write ``<out>/summary.json`` atomically (a reader never sees half a summary)."""
+    path = Path(out) / SUMMARY_FILE
+    atomic_write_text(path, json.dumps(summary.model_dump(), indent=2, ensure_ascii=False))
+    return path

@@ -1,0 +1,107 @@
+"""Find a Prefect API for the command line, or start a local server that outlives the command.
+
+Without a server, Prefect starts a temporary one inside each command: 19-29 s on a fresh Prefect
+home on a 2-core machine (9 s warm), against a 20 s default start-up timeout, so a cold first run
+could die, and every run paid the start-up again and left nothing to look at in a UI. Instead the
+command line uses, in order: ``PREFECT_API_URL`` from the environment; the ``PREFECT_API_URL`` of
+the active Prefect profile; the local stack's server (``vqa-distill stack up``); a local server this
+module started earlier; else it starts one with Prefect's own ``prefect server start --background``
+under the user's Prefect home, waits for it with a generous timeout, and says once where the UI is.
+``prefect server stop`` stops it.
+
+Everything here runs before ``import prefect``: Prefect reads its settings once, at import.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+from vqa_distill.errors import FatalRunError
+from vqa_distill.ops.prefect_server import SERVER_SETTINGS
+from vqa_distill.ops.stack import stack_client_env
+from vqa_distill.paths import DEFAULT_PREFECT_PORT, LOOPBACK
+from vqa_distill.supervisor import is_healthy, port_is_free
+
+PORT_ENV = "VQA_DISTILL_PREFECT_PORT"  # the local server's port, when 4200 is someone else's
+START_TIMEOUT_S = 240.0  # a fresh home migrates a new SQLite database: 19-29 s idle, more when busy
+POLL_S = 0.5
+PID_FILE = "server.pid"  # what `prefect server start --background` writes in the Prefect home
+LOG_FILE = "vqa-distill-server.log"
+
+
+def prefect_home(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
+    """Return the Prefect home the server and the CLI use (``PREFECT_HOME``, else ``~/.prefect``)."""
+    return Path(env.get("PREFECT_HOME") or Path.home() / ".prefect").expanduser()
+
+
+def profile_api_url(home: Path, env: dict[str, str] | os._Environ[str] = os.environ) -> str | None:
+    """Return ``PREFECT_API_URL`` of the active profile in ``<home>/profiles.toml``, if it sets one."""
+    path = Path(env.get("PREFECT_PROFILES_PATH") or home / "profiles.toml")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    active = env.get("PREFECT_PROFILE") or data.get("active") or "ephemeral"
+    value = data.get("profiles", {}).get(active, {}).get("PREFECT_API_URL")
+    return str(value) if value else None
+
+
+def local_api_url(port: int) -> str:
+    """Return the API URL of a local server on ``port``."""
+    return f"http://{LOOPBACK}:{port}/api"
+
+
+def start_local_server(home: Path, port: int, say: Callable[[str], None]) -> str:
+    """Start ``prefect server start --background`` under ``home`` on ``port``; return its API URL once healthy."""
+    home.mkdir(parents=True, exist_ok=True)
+    api_url = local_api_url(port)
+    pid_file = home / PID_FILE
+    if pid_file.exists():  # left by a server that is gone (we checked it does not answer)
+        pid_file.unlink()
+    say(f"starting a local Prefect server in the background (first start takes ~30 s): http://{LOOPBACK}:{port}")
+    env = {**os.environ, **SERVER_SETTINGS, "PREFECT_HOME": str(home)}
+    env.pop("PREFECT_API_URL", None)
+    argv = [sys.executable, "-m", "prefect", "server", "start", "--background", "--host", LOOPBACK, "--port", str(port)]
+    with (home / LOG_FILE).open("ab") as log:
+        done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=120)
+    if done.returncode != 0:
+        raise FatalRunError(f"could not start a local Prefect server (see {home / LOG_FILE})")
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while not is_healthy(f"{api_url}/health"):
+        if time.monotonic() > deadline:
+            raise FatalRunError(
+                f"the local Prefect server did not answer within {START_TIMEOUT_S:.0f} s (see {home / LOG_FILE}); "
+                "set PREFECT_API_URL to a running server instead"
+            )
+        time.sleep(POLL_S)
+    say(f"Prefect UI: http://{LOOPBACK}:{port} (stays up for later commands; stop it with `prefect server stop`)")
+    return api_url
+
+
+def prefect_api_env(say: Callable[[str], None]) -> dict[str, str]:
+    """Return the settings that point this process at a Prefect API ({} when the environment already does)."""
+    if os.environ.get("PREFECT_API_URL"):
+        return {}
+    home = prefect_home()
+    if profile_api_url(home):
+        return {}
+    stack = stack_client_env()
+    if stack:
+        say(f"using the local stack's Prefect API at {stack['PREFECT_API_URL']}")
+        return stack
+    port = int(os.environ.get(PORT_ENV) or DEFAULT_PREFECT_PORT)
+    api_url = local_api_url(port)
+    if is_healthy(f"{api_url}/health"):
+        return {"PREFECT_API_URL": api_url}
+    if not port_is_free(port):
+        raise FatalRunError(
+            f"port {port} on {LOOPBACK} is taken by something that is not a Prefect server: "
+            f"set {PORT_ENV}=N, or PREFECT_API_URL to a running server"
+        )
+    return {"PREFECT_API_URL": start_local_server(home, port, say)}

@@ -1,0 +1,120 @@
+"""Start, watch and stop the processes the project runs (servers, workers): one supervisor for all.
+
+A started process is identified by its pid and its start time, so a reused pid is never mistaken
+for it; it runs in its own session (Ctrl-C in the caller's shell does not reach it) with its output
+in a log file, whose tail is quoted when it fails to start. Stopping sends SIGTERM to it and its
+children, then SIGKILL after a grace period.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import psutil
+
+from vqa_distill.errors import FatalRunError
+from vqa_distill.paths import LOOPBACK, REPO_ROOT
+
+STOP_TIMEOUT_S = 15.0  # after SIGTERM, before SIGKILL
+POLL_S = 0.3
+HEALTH_TIMEOUT_S = 2.0
+
+
+@dataclass
+class ManagedProcess:
+    """A process the stack started: its pid and start time identify it, its log says what it did."""
+
+    name: str
+    pid: int
+    create_time: float
+    argv: list[str]
+    log: str
+
+    def handle(self) -> psutil.Process | None:
+        """Return the live process if it is still the one started (a reused pid is not), else None."""
+        try:
+            process = psutil.Process(self.pid)
+            if abs(process.create_time() - self.create_time) > 1.0 or process.status() == psutil.STATUS_ZOMBIE:
+                return None
+            return process
+        except psutil.Error:
+            return None
+
+
+def port_is_free(port: int) -> bool:
+    """True when nothing listens on the loopback port."""
+    with socket.socket() as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+        return True
+
+
+def start_process(
+    name: str, argv: list[str], env: Mapping[str, str], logs: Path, cwd: Path = REPO_ROOT
+) -> ManagedProcess:
+    """Start a detached process (its own session, so Ctrl-C in this shell does not reach it), logging to a file."""
+    logs.mkdir(parents=True, exist_ok=True)
+    log_path = logs / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+    return ManagedProcess(name, process.pid, psutil.Process(process.pid).create_time(), argv, str(log_path))
+
+
+def wait_until(ready: Callable[[], bool], process: ManagedProcess, timeout_s: float, what: str) -> None:
+    """Poll ``ready`` until true; raise FatalRunError with the log's tail if the process dies or time runs out."""
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if process.handle() is None:
+            raise FatalRunError(f"{what} exited during start-up; its log ({process.log}):\n{log_tail(process.log)}")
+        if time.monotonic() > deadline:
+            raise FatalRunError(f"{what} not ready after {timeout_s:.0f} s; its log ({process.log}):\n{log_tail(process.log)}")
+        time.sleep(POLL_S)
+
+
+def log_tail(path: str | Path, chars: int = 3000) -> str:
+    """Return the last ``chars`` characters of a log file (empty when unreadable)."""
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")[-chars:]
+    except OSError:
+        return ""
+
+
+def is_healthy(url: str) -> bool:
+    """Tell whether ``url`` answers 200 now (a health endpoint)."""
+    try:
+        return httpx.get(url, timeout=HEALTH_TIMEOUT_S).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
+def stop_process(process: ManagedProcess, timeout_s: float = STOP_TIMEOUT_S) -> bool:
+    """Stop one started process and its children (SIGTERM, then SIGKILL); False when it was already gone."""
+    handle = process.handle()
+    if handle is None:
+        return False
+    try:
+        tree = [handle, *handle.children(recursive=True)]
+    except psutil.Error:
+        tree = [handle]
+    for member in tree:
+        with contextlib.suppress(psutil.Error):
+            member.send_signal(signal.SIGTERM)
+    _, still_alive = psutil.wait_procs(tree, timeout=timeout_s)
+    for member in still_alive:
+        with contextlib.suppress(psutil.Error):
+            member.kill()
+    psutil.wait_procs(still_alive, timeout=5)
+    return True
