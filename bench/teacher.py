@@ -205,7 +205,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from vqa_distill.offline_teacher.process import running_teacher_server
-    from vqa_distill.ops.prefect_server import SERVER_SETTINGS
+    from vqa_distill.ops.prefect_server import SERVER_SETTINGS, free_port, start_server
+    from vqa_distill.supervisor import stop_process
 
     work = Path(tempfile.mkdtemp(prefix="bench-teacher-"))
     env = dict(os.environ)
@@ -218,7 +219,9 @@ def main() -> None:
         "PYTHONPATH": str(REPO),
     })
     env.update(SERVER_SETTINGS)
-    prefect = start_prefect_server(work, env)
+    port = free_port()
+    env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
+    prefect = start_server(port, env, work / "logs")  # started before timing: its start-up is no measurement
     results: dict[str, Any] = {}
     try:
         with running_teacher_server(api_key=API_KEY) as server:
@@ -294,35 +297,9 @@ def main() -> None:
                 )
                 results["memory"] = memory.__dict__
     finally:
-        prefect.terminate()
-        prefect.wait(15)
+        stop_process(prefect)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
-
-
-def start_prefect_server(work: Path, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """Start a Prefect server for the flow runs (so its start-up is not part of any measurement)."""
-    import socket
-
-    import httpx
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    env["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
-    process = subprocess.Popen(
-        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
-                return process
-        except httpx.TransportError:
-            time.sleep(0.3)
-    process.kill()
-    raise SystemExit("prefect server did not start")
 
 
 if __name__ == "__main__":

@@ -95,20 +95,12 @@ def run_flow(params: object, output_dir: Path) -> tuple[float, float]:
 
 def start_prefect_server(work: Path) -> object:
     """Start a Prefect server on a free loopback port and point this process at it."""
-    import socket
+    from vqa_distill.ops.prefect_server import SERVER_SETTINGS, free_port, start_server
 
-    from vqa_distill.ops.prefect_server import SERVER_SETTINGS
-    from vqa_distill.ops.stack import server_argv
-    from vqa_distill.supervisor import is_healthy, start_process, wait_until
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     os.environ.update(SERVER_SETTINGS, PREFECT_HOME=str(work / "prefect-home"))
     os.environ["PREFECT_API_URL"] = f"http://127.0.0.1:{port}/api"
-    process = start_process("prefect-server", server_argv(port), os.environ, work / "logs")
-    wait_until(lambda: is_healthy(f"{os.environ['PREFECT_API_URL']}/health"), process, 90, "the Prefect server")
-    return process
+    return start_server(port, os.environ, work / "logs")
 
 
 def main() -> int:

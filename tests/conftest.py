@@ -9,7 +9,6 @@ and in CLI subprocesses) talks to the test server.
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.helpers import TEST_API_KEY
-from vqa_distill.ops.prefect_server import SERVER_SETTINGS
+from vqa_distill.ops.prefect_server import SERVER_SETTINGS, free_port
 
 # Session fixtures of the student and ops suites, registered once (importing them into each module
 # would make one copy per module: three stacks, three tiny models).
@@ -26,13 +25,7 @@ pytest_plugins = ["tests.support.student_fixtures", "tests.support.ops_fixtures"
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="vqa-distill-tests-"))
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-PREFECT_PORT = _free_port()
+PREFECT_PORT = free_port()
 PREFECT_HOME = _SESSION_DIR / "prefect-home"
 PREFECT_ENV = {
     "PREFECT_HOME": str(PREFECT_HOME),
@@ -51,16 +44,10 @@ os.environ.pop("OPENAI_API_KEY", None)
 @pytest.fixture(scope="session", autouse=True)
 def prefect_server() -> Iterator[str]:
     """Run a real Prefect server for the whole session (the stack's own start/stop); yields its API URL."""
-    from vqa_distill.ops.stack import server_argv
-    from vqa_distill.supervisor import is_healthy, start_process, stop_process, wait_until
+    from vqa_distill.ops.prefect_server import running_server
 
-    api_url = PREFECT_ENV["PREFECT_API_URL"]
-    process = start_process("prefect-server", server_argv(PREFECT_PORT), os.environ, _SESSION_DIR / "logs")
-    try:
-        wait_until(lambda: is_healthy(f"{api_url}/health"), process, 90, "the test Prefect server")
+    with running_server(os.environ, _SESSION_DIR / "logs", port=PREFECT_PORT) as api_url:
         yield api_url
-    finally:
-        stop_process(process)
 
 
 @pytest.fixture(scope="session")

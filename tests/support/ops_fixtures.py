@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ import psutil
 import pytest
 
 from tests.support.helpers import REPO_ROOT, TEST_API_KEY, run_cli
+from vqa_distill.ops.prefect_server import free_port
 
 FINAL_STATES = {"COMPLETED", "FAILED", "CRASHED", "CANCELLED"}
 FLOW_RUN_TIMEOUT_S = 240.0
@@ -90,13 +90,6 @@ class OpsStack:
         body = {"flow_runs": {"id": {"any_": [flow_run_id]}}, "task_runs": {"state": {"type": {"any_": ["FAILED"]}}}}
         runs: list[dict[str, Any]] = self.api("POST", "/task_runs/filter", body)
         return runs
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(predicate: Any, timeout: float = 30, what: str = "condition") -> Any:

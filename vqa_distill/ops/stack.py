@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from vqa_distill.errors import ConfigError, FatalRunError
-from vqa_distill.ops.prefect_server import SERVER_SETTINGS
+from vqa_distill.ops.prefect_server import SERVER_SETTINGS, SERVER_START_TIMEOUT_S, server_argv
 from vqa_distill.paths import DEFAULT_PREFECT_PORT as DEFAULT_PORT
 from vqa_distill.paths import DEFAULT_TEACHER_PORT, LOOPBACK, REPO_ROOT
 from vqa_distill.supervisor import (
@@ -38,7 +38,6 @@ from vqa_distill.supervisor import (
 DEFAULT_HOME = REPO_ROOT / ".stack"
 STATE_FILE = "state.json"
 ENV_FILE = "env.sh"
-SERVER_START_TIMEOUT_S = 90.0  # the first start migrates a fresh SQLite database
 WORKER_START_TIMEOUT_S = 60.0
 OFFLINE_TEACHER_KEY = "sk-offline-teacher"  # the offline server accepts any key; the client needs one
 WORKER_READY = "started!"  # what `prefect worker start` logs once it polls
@@ -210,11 +209,6 @@ def _record(state: StackState, process: ManagedProcess) -> ManagedProcess:
     state.processes.append(process)
     state.save()
     return process
-
-
-def server_argv(port: int) -> list[str]:
-    """Return the command of the Prefect server on the loopback port."""
-    return [sys.executable, "-m", "prefect", "server", "start", "--host", LOOPBACK, "--port", str(port)]
 
 
 def apply_deployments(env: Mapping[str, str], *, gpu_slots: int, say: Callable[[str], None]) -> None:
