@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from vqa_distill.errors import DatasetError
 from vqa_distill.student import training
 from vqa_distill.student.model_resolve import resolve_model
 from vqa_distill.student.params import TrainParams
+from vqa_distill.student.pixels import choose_pixel_budget
 from vqa_distill.student.preflight import TokenCounter, check_files, load_token_counter, run_preflight
 
 MAX_LENGTH = 400  # a small image row is ~100 tokens; the large image below is ~1,800
@@ -129,7 +131,57 @@ def test_prepare_checks_before_training(tmp_path: Path, tiny_model: Path) -> Non
     )  # fmt: skip
     with pytest.raises(DatasetError, match=r"train\.jsonl:4: image 0 cannot be decoded"):
         training.prepare(params)
-    prepared = training.prepare(params.model_copy(update={"skip_bad_rows": True}), log=lambda _: None)
-    assert (prepared.total_rows, prepared.dropped_rows) == (10, 8)
+    logged: list[str] = []
+    prepared = training.prepare(params.model_copy(update={"skip_bad_rows": True}), log=logged.append)
+    # No --max_pixels: the budget is chosen from --max_length (200 tokens an image), so the 1200×1200
+    # image of line 8 is scaled down to fit and only the 7 rows with other faults are dropped.
+    assert (prepared.total_rows, prepared.dropped_rows) == (10, 7)
+    assert "max_pixels 156800 (chosen from max_length 400: an image ≤ ~200 tokens)" in logged
+    assert prepared.params.max_pixels == 156_800 and prepared.pixels.source == "derived"
     assert prepared.model.model_type == "qwen2_5_vl" and not prepared.device.is_cuda
     assert Path(prepared.dataset[0]).is_relative_to(tmp_path / "out" / "preflight")
+
+
+def test_a_too_long_row_is_refused_naming_a_max_pixels_that_fits(tmp_path: Path, tiny_model: Path) -> None:
+    large = tmp_path / "large.png"
+    Image.new("RGB", (1200, 900), (10, 120, 200)).save(large)
+    (row,) = colour_rows(tmp_path / "images", 1)
+    path = write_jsonl(tmp_path / "train.jsonl", [row, {**row, "images": [str(large)]}])
+    model = resolve_model(str(tiny_model))
+    given = choose_pixel_budget(2_000_000, model.model_type, MAX_LENGTH)  # above 1200×900: not scaled at all
+    counter = load_token_counter(model, system=SYSTEM, max_pixels=given.max_pixels)
+    with pytest.raises(DatasetError) as refused:
+        run_preflight(
+            [str(path)], [], max_length=MAX_LENGTH, count_tokens=counter, skip_bad_rows=False,
+            clean_dir=tmp_path / "c", pixels=given,
+        )  # fmt: skip
+    message = str(refused.value)
+    assert "1 of 2 row(s) cannot be trained on" in message and f"{path}:2: " in message
+    assert "Counted with max_pixels 2000000 (given)." in message
+    suggested = re.search(r"pass --max_pixels (\d+) \(their images then fit in --max_length 400\), or --skip-bad-rows", message)
+    assert suggested is not None, message
+    value = int(suggested.group(1))
+    assert value % 784 == 0
+    # Counted again under the suggested budget, the row fits, using most of the room it has.
+    report = check_files(
+        [str(path)], max_length=MAX_LENGTH,
+        count_tokens=load_token_counter(model, system=SYSTEM, max_pixels=value),
+    )  # fmt: skip
+    assert report.ok and MAX_LENGTH - 60 < report.files[0].max_tokens <= MAX_LENGTH
+
+
+def test_rows_whose_text_alone_is_too_long_get_no_max_pixels_hint(tmp_path: Path, counter: TokenCounter) -> None:
+    (row,) = colour_rows(tmp_path / "images", 1)
+    wordy = {**row, "messages": [row["messages"][0], {"role": "user", "content": "<image>" + "word " * 500},
+                                  row["messages"][2]]}  # fmt: skip
+    path = write_jsonl(tmp_path / "train.jsonl", [wordy])
+    budget = choose_pixel_budget(None, "qwen2_5_vl", MAX_LENGTH)
+    with pytest.raises(DatasetError) as refused:
+        run_preflight(
+            [str(path)], [], max_length=MAX_LENGTH, count_tokens=counter, skip_bad_rows=False,
+            clean_dir=tmp_path / "c", pixels=budget,
+        )  # fmt: skip
+    message = str(refused.value)
+    assert "tokens > --max_length 400" in message
+    assert "--max_pixels" not in message.splitlines()[-1]
+    assert message.endswith("Fix these rows, or pass --skip-bad-rows to drop them (they are counted).")

@@ -80,6 +80,43 @@ def colour_rows(folder: Path, count: int, *, size: tuple[int, int] = (56, 56)) -
     return rows
 
 
+def camera_photo(path: Path, *, size: tuple[int, int] = (4000, 3000), seed: int = 0) -> Path:
+    """Write a photo-like JPEG: smooth colour gradients, a few soft shapes and sensor-like noise, which
+    compress and resize like a camera's picture (a flat colour would not)."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    width, height = size
+    small_w, small_h = max(1, width // 8), max(1, height // 8)  # the smooth scene, drawn small and upscaled
+    y, x = np.mgrid[0:small_h, 0:small_w].astype(np.float32)
+    phase = rng.uniform(0, 2 * np.pi, 3)
+    scene = np.stack(
+        [110 + 70 * np.sin(x / small_w * (2 + i) + phase[i]) * np.cos(y / small_h * (3 - i) + phase[i]) for i in range(3)],
+        axis=-1,
+    )
+    for _ in range(6):  # soft blobs: objects in the scene
+        cx, cy, radius = rng.uniform(0, small_w), rng.uniform(0, small_h), rng.uniform(small_h / 12, small_h / 4)
+        blob = np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / (2 * radius**2))
+        scene += blob[..., None] * rng.uniform(-80, 80, 3).astype(np.float32)
+    smooth = Image.fromarray(np.clip(scene, 0, 255).astype(np.uint8)).resize(size, Image.Resampling.BILINEAR)
+    noise = rng.integers(-14, 15, (height, width, 3), dtype=np.int16)  # sensor noise, full resolution
+    pixels = np.clip(np.asarray(smooth, dtype=np.int16) + noise, 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format="JPEG", quality=90)
+    return path
+
+
+def photo_rows(folder: Path, count: int, *, size: tuple[int, int] = (4000, 3000)) -> list[dict[str, Any]]:
+    """``count`` rows about camera-sized photos (``camera_photo``, 12 MP by default), one photo a row."""
+    rows = []
+    for index in range(count):
+        path = camera_photo(folder / f"photo_{index:03d}.jpg", size=size, seed=index)
+        rows.append(
+            make_row(image_path=str(path), prompt="Describe this photo.", answer=f"Photo {index}.", system=SYSTEM)
+        )
+    return rows
+
+
 def write_jsonl(path: Path, rows: list[Any]) -> Path:
     """Write rows (objects, or raw strings taken as lines) to a JSONL file."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -18,6 +18,14 @@ from vqa_distill.student.device import CPU, DeviceInfo, choose_dtype
 from vqa_distill.student.evaluate import eval_row, rouge_l_many
 from vqa_distill.student.model_resolve import ResolvedModel, hub_types, resolve_model
 from vqa_distill.student.params import TrainParams
+from vqa_distill.student.pixels import (
+    PixelRule,
+    choose_pixel_budget,
+    default_max_pixels,
+    fitting_max_pixels,
+    image_tokens_at_most,
+    pixel_rule,
+)
 
 SWIFT = [sys.executable, "-m", "swift.cli.main"]
 MODEL = ResolvedModel("/models/qwen", "qwen2_5_vl", "qwen2_5_vl", True)
@@ -237,3 +245,71 @@ def test_eval_row_reads_both_row_shapes() -> None:
     assert expected is not None and expected == eval_row(swift_split, system="S")
     assert expected.messages == [{"role": "system", "content": "S"}, {"role": "user", "content": "<image>Q?"}]
     assert (expected.images, expected.reference) == (["/i.png"], "A.")
+
+
+@pytest.mark.parametrize(
+    ("model_type", "max_length", "expected"),
+    [
+        ("qwen2_5_vl", 2048, 802_816),  # 1024 tokens × 28²
+        ("qwen2_vl", 2048, 802_816),
+        ("qwen2_5_vl", 4096, 1_605_632),  # 2048 × 784
+        ("qwen2_5_vl", 2049, 802_816),  # half rounded down to whole tokens
+        ("qwen3_vl", 2048, 1_048_576),  # 1024 tokens × 32²
+        ("qwen3_vl_moe", 8192, 4_194_304),  # 4096 × 1024
+        ("qwen2_5_vl", 16, 6_272),  # 8 tokens, still above the 4-token floor (3136)
+        ("llava", 2048, None),  # no rule: ms-swift's own default applies
+    ],
+)
+def test_default_max_pixels_gives_an_image_half_of_max_length(
+    model_type: str, max_length: int, expected: int | None
+) -> None:
+    assert default_max_pixels(model_type, max_length) == expected
+
+
+def test_default_max_pixels_keeps_the_processor_floor() -> None:
+    # 32 tokens (32768 px) would be below a 65536-px floor: the floor wins, in whole tokens.
+    assert default_max_pixels("qwen3_vl", 64, min_pixels=65_536) == 65_536
+    assert default_max_pixels("qwen2_5_vl", 64, min_pixels=40_000) == 52 * 784  # 51.02 tokens rounded up to 52
+    assert pixel_rule("qwen2_5_vl") == PixelRule(28, 3136) and pixel_rule("qwen3_vl") == PixelRule(32, 4096)
+
+
+def test_a_given_max_pixels_is_used_as_given_and_a_derived_one_says_why() -> None:
+    derived = choose_pixel_budget(None, "qwen2_5_vl", 2048)
+    assert (derived.max_pixels, derived.source) == (802_816, "derived")
+    assert derived.describe() == "max_pixels 802816 (chosen from max_length 2048: an image ≤ ~1024 tokens)"
+    given = choose_pixel_budget(16_000_000, "qwen2_5_vl", 2048)
+    assert (given.max_pixels, given.source, given.describe()) == (16_000_000, "given", "max_pixels 16000000 (given)")
+    unknown = choose_pixel_budget(None, "llava", 2048)
+    assert unknown.max_pixels is None and "ms-swift's default" in unknown.describe()
+
+
+def test_image_tokens_at_most_bounds_ms_swift_resizing() -> None:
+    rule = PixelRule(28, 3136)
+    # 4000×3000 scaled to ≤ 802816 px is 1034×775; rounding each side to 28 px gives 37×28 = 1036 tokens.
+    assert image_tokens_at_most(4000, 3000, 802_816, rule) == 37 * 28
+    assert image_tokens_at_most(56, 56, 802_816, rule) == 9  # small images are not scaled; at most 3×3
+    assert image_tokens_at_most(10, 10, 802_816, rule) == 4  # never below the 4-token floor
+
+
+def test_fitting_max_pixels_is_the_largest_budget_under_which_the_images_fit() -> None:
+    rule = PixelRule(28, 3136)
+    value = fitting_max_pixels([(4000, 3000)], 1000, rule)
+    # 969 × 784 = 759,696 px: 1006×754 -> at most 36×27 = 972 tokens; at 970 × 784, 1006×755 -> 36×28 = 1008.
+    assert value == 969 * 784
+    assert image_tokens_at_most(4000, 3000, value, rule) <= 1000 < image_tokens_at_most(4000, 3000, value + 784, rule)
+    assert fitting_max_pixels([(4000, 3000), (4000, 3000)], 1000, rule) == fitting_max_pixels([(4000, 3000)], 500, rule)
+    assert fitting_max_pixels([(4000, 3000)], 3, rule) is None  # less than the 4-token floor
+    assert fitting_max_pixels([], 1000, rule) is None
+
+
+def test_max_pixels_is_derived_for_the_cli_and_the_deployments_alike() -> None:
+    import yaml
+
+    assert parse("--dataset", "d.jsonl", "--model_id_or_path", "m").max_pixels is None
+    assert parse("--dataset", "d.jsonl", "--model_id_or_path", "m", "--max-pixels", "602112").max_pixels == 602112
+    student = yaml.safe_load((Path(__file__).parents[2] / "prefect.yaml").read_text(encoding="utf-8"))["definitions"][
+        "student"
+    ]
+    assert "max_pixels" not in student  # the form's empty field: derived, as on the command line
+    assert TrainParams(dataset=["d"], **student).max_pixels is None
+    assert "max_pixels" in TrainParams.model_json_schema()["properties"]  # still in the form

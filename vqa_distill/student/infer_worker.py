@@ -36,6 +36,7 @@ class InferSpec:
     torch_dtype: str
     max_new_tokens: int
     max_batch_size: int = 4
+    max_pixels: int | None = None  # the training run's budget: answer about images seen as in training
 
     def dump(self, path: Path) -> Path:
         """Write the spec as JSON for the worker's command line."""
@@ -76,6 +77,8 @@ def run(spec: InferSpec) -> None:
                 torch_dtype=getattr(torch, spec.torch_dtype),
                 max_batch_size=spec.max_batch_size,
             )
+            if spec.max_pixels is not None:
+                engine.template.max_pixels = spec.max_pixels
             responses: list[Any] = engine.infer(requests, config, use_tqdm=False)
             for index, response in enumerate(responses):
                 text = response.choices[0].message.content or ""

@@ -86,7 +86,11 @@ class TrainParams(BaseModel):
         "{{NAME}}/{{AUTHOR}} become model_name/model_author. 0: none, and model_name/model_author do nothing.",
     )
     max_pixels: int | None = Field(
-        default=None, ge=784, description="Downscale images above this many pixels (H*W) before encoding."
+        default=None,
+        ge=784,
+        description="Downscale images above this many pixels (H*W) before encoding. Empty: chosen from max_length "
+        "so that one image takes at most about half of it (max_length 2048: 802816 for Qwen2/2.5-VL, 1048576 "
+        "for Qwen3-VL). Raise max_length with it for bigger images.",
     )
     resume_from_checkpoint: str | None = Field(
         default=None, description="A checkpoint-N directory of an earlier run: continue it, optimizer state included."

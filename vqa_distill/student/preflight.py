@@ -13,17 +13,27 @@ import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from vqa_distill.dataset.rows import dumps_row, row_format, row_problems
 from vqa_distill.errors import DatasetError, ModelNotFoundError
 from vqa_distill.student.model_resolve import ResolvedModel
+from vqa_distill.student.pixels import PixelBudget, fitting_max_pixels
 
 EXPECTED_FORMAT = "messages"
 MAX_REPORTED = 20  # issues listed in an error message; the report keeps all of them
 
-# A counter takes a row (images already decoded to PIL) and returns its token count.
-TokenCounter = Callable[[dict[str, Any]], int]
+
+class TokenCount(NamedTuple):
+    """A row's tokens: all of them, and how many of those stand for its images."""
+
+    total: int
+    image: int = 0
+
+
+# A counter takes a row (images already decoded to PIL) and returns its token count (a plain int: no
+# image share known, so no --max_pixels can be suggested for it).
+TokenCounter = Callable[[dict[str, Any]], TokenCount | int]
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,21 @@ class RowIssue:
 
 
 @dataclass(frozen=True)
+class LongRow:
+    """A row over ``--max_length``: what its tokens are made of, to work out a max_pixels that would fit it."""
+
+    line: int
+    tokens: int
+    image_tokens: int
+    image_sizes: tuple[tuple[int, int], ...]  # (width, height) as stored; empty when an image is a URL
+
+    @property
+    def text_tokens(self) -> int:
+        """Tokens no pixel budget can shrink: text, template and image delimiters."""
+        return self.tokens - self.image_tokens
+
+
+@dataclass(frozen=True)
 class FileReport:
     """The outcome for one JSONL file: which lines are good, which are not and why."""
 
@@ -46,6 +71,7 @@ class FileReport:
     good_lines: list[int] = field(default_factory=list)
     issues: list[RowIssue] = field(default_factory=list)
     max_tokens: int = 0
+    too_long: list[LongRow] = field(default_factory=list)
 
     @property
     def rows(self) -> int:
@@ -73,6 +99,11 @@ class PreflightReport:
     def total_rows(self) -> int:
         """Rows read across all files."""
         return sum(report.rows for report in self.files)
+
+    @property
+    def too_long(self) -> list[LongRow]:
+        """Every row over ``--max_length``, in file then line order."""
+        return [row for report in self.files for row in report.too_long]
 
     @property
     def ok(self) -> bool:
@@ -105,14 +136,17 @@ def check_file(path: str, *, max_length: int, count_tokens: TokenCounter | None 
         return FileReport(path, issues=[RowIssue(path, 0, "file has no rows")])
     good: list[int] = []
     issues: list[RowIssue] = []
+    too_long: list[LongRow] = []
     max_tokens = 0
     for number, text in lines:
-        reasons, tokens = _check_line(text, max_length=max_length, count_tokens=count_tokens)
-        issues.extend(RowIssue(path, number, reason) for reason in reasons)
-        if not reasons:
+        checked = _check_line(text, number, max_length=max_length, count_tokens=count_tokens)
+        issues.extend(RowIssue(path, number, reason) for reason in checked.reasons)
+        if not checked.reasons:
             good.append(number)
-        max_tokens = max(max_tokens, tokens)
-    return FileReport(path, good, issues, max_tokens)
+        if checked.too_long is not None:
+            too_long.append(checked.too_long)
+        max_tokens = max(max_tokens, checked.tokens)
+    return FileReport(path, good, issues, max_tokens, too_long)
 
 
 def _numbered_lines(path: str) -> Iterator[tuple[int, str]]:
@@ -123,16 +157,26 @@ def _numbered_lines(path: str) -> Iterator[tuple[int, str]]:
                 yield number, text
 
 
-def _check_line(text: str, *, max_length: int, count_tokens: TokenCounter | None) -> tuple[list[str], int]:
-    """Return (reasons this line is bad, its token count or 0)."""
+@dataclass(frozen=True)
+class _LineResult:
+    """One line's outcome: why it is bad (empty: good), its token count (0: not counted), and, when it is
+    only too long, what it is made of."""
+
+    reasons: list[str]
+    tokens: int = 0
+    too_long: LongRow | None = None
+
+
+def _check_line(text: str, number: int, *, max_length: int, count_tokens: TokenCounter | None) -> _LineResult:
+    """Check one line: JSON, format, structure, images, then its length with the real template."""
     try:
         row = json.loads(text)
     except json.JSONDecodeError as exc:
-        return [f"invalid JSON ({exc.msg} at column {exc.colno})"], 0
+        return _LineResult([f"invalid JSON ({exc.msg} at column {exc.colno})"])
     found = row_format(row)
     if found != EXPECTED_FORMAT:
         # ms-swift fixes one format per file and silently drops rows of any other.
-        return [f"row is in {found!r} format, not {EXPECTED_FORMAT!r} (ms-swift would silently drop it)"], 0
+        return _LineResult([f"row is in {found!r} format, not {EXPECTED_FORMAT!r} (ms-swift would silently drop it)"])
     reasons = row_problems(row)
     images: list[Any] = []
     for index, image_path in enumerate(row.get("images") or []):
@@ -141,11 +185,15 @@ def _check_line(text: str, *, max_length: int, count_tokens: TokenCounter | None
             reasons.append(f"image {index} {reason}")
         images.append(image)
     if reasons or count_tokens is None:
-        return reasons, 0
-    tokens = count_tokens({**row, "images": images})
-    if tokens > max_length:
-        return [f"{tokens} tokens > --max_length {max_length} (ms-swift would silently delete it)"], tokens
-    return [], tokens
+        return _LineResult(reasons)
+    counted = count_tokens({**row, "images": images})
+    count = counted if isinstance(counted, TokenCount) else TokenCount(int(counted))
+    if count.total <= max_length:
+        return _LineResult([], count.total)
+    sizes = tuple(image.size for image in images if not isinstance(image, str))
+    long_row = LongRow(number, count.total, count.image, sizes if len(sizes) == len(images) else ())
+    reason = f"{count.total} tokens > --max_length {max_length} (ms-swift would silently delete it)"
+    return _LineResult([reason], count.total, long_row)
 
 
 def resolve_image_path(path: str) -> str:
@@ -192,11 +240,51 @@ def load_token_counter(model: ResolvedModel, *, system: str, max_pixels: int | N
         raise ModelNotFoundError(f"cannot load the processor of {model.model!r}: {exc}") from exc
     template.max_length = None  # count, do not truncate or raise
     template.set_mode("train")
+    image_token_id = getattr(template, "image_token_id", None)
 
-    def count(row: dict[str, Any]) -> int:
-        return len(template.encode(row)["input_ids"])
+    def count(row: dict[str, Any]) -> TokenCount:
+        input_ids = template.encode(row)["input_ids"]
+        image = sum(1 for token in input_ids if token == image_token_id) if image_token_id is not None else 0
+        return TokenCount(len(input_ids), image)
 
     return count
+
+
+def max_pixels_hint(report: PreflightReport, *, max_length: int, pixels: PixelBudget | None) -> str:
+    """For rows over ``max_length``: a ``--max_pixels`` value under which all of them would fit, worked out
+    from each row's text tokens and image sizes; '' when no pixel budget can make any of them fit."""
+    if pixels is None or pixels.rule is None:
+        return ""
+    fitting: list[int] = []
+    unfixable = 0  # rows too long at any max_pixels: their text alone leaves too little room
+    for row in report.too_long:
+        if not row.image_tokens or not row.image_sizes:
+            continue  # no image share known (a URL image, or a template without image tokens)
+        value = fitting_max_pixels(row.image_sizes, max_length - row.text_tokens, pixels.rule)
+        if value is None:
+            unfixable += 1
+        elif pixels.max_pixels is None or value < pixels.max_pixels:
+            fitting.append(value)
+    if not fitting:
+        return ""
+    hint = f"--max_pixels {min(fitting)} (their images then fit in --max_length {max_length})"
+    if unfixable:
+        hint += f"; {unfixable} row(s) would stay too long at any --max_pixels: raise --max_length for them"
+    return hint
+
+
+def _refusal_hint(
+    report: PreflightReport, unreadable: list[RowIssue], max_length: int, pixels: PixelBudget | None
+) -> str:
+    """The lines after a refusal's list: the pixel budget used, then what would let training start."""
+    lines = [f"Counted with {pixels.describe()}."] if pixels is not None and report.too_long else []
+    if not unreadable:
+        fit = max_pixels_hint(report, max_length=max_length, pixels=pixels)
+        if fit:
+            lines.append(f"Fix these rows, or pass {fit}, or --skip-bad-rows to drop them (they are counted).")
+        else:
+            lines.append("Fix these rows, or pass --skip-bad-rows to drop them (they are counted).")
+    return "".join(f"\n{line}" for line in lines)
 
 
 def write_clean_copy(report: FileReport, out_path: Path) -> int:
@@ -230,17 +318,18 @@ def run_preflight(
     count_tokens: TokenCounter | None,
     skip_bad_rows: bool,
     clean_dir: Path,
+    pixels: PixelBudget | None = None,
 ) -> PreflightResult:
     """Check all files; refuse with DatasetError on any bad row, or with ``skip_bad_rows`` write cleaned
-    copies under ``clean_dir`` and return them instead."""
+    copies under ``clean_dir`` and return them instead. ``pixels`` is the budget the rows were counted
+    with: a refusal says it, and for rows over ``max_length`` names a ``--max_pixels`` that would fit."""
     paths = [*dataset, *val_dataset]
     report = check_files(paths, max_length=max_length, count_tokens=count_tokens)
     if report.ok:
         return PreflightResult(report, list(dataset), list(val_dataset), 0)
     unreadable = [i for i in report.issues if i.line == 0]
     if not skip_bad_rows or unreadable:
-        hint = "" if unreadable else "\nFix these rows, or pass --skip-bad-rows to drop them (they are counted)."
-        raise DatasetError(report.describe() + hint)
+        raise DatasetError(report.describe() + _refusal_hint(report, unreadable, max_length, pixels))
     cleaned: list[str] = []
     for index, file_report in enumerate(report.files):
         if not file_report.issues:

@@ -28,6 +28,7 @@ def metrics_rows(
         "rows checked": prepared.total_rows,
         "rows dropped (--skip-bad-rows)": prepared.dropped_rows,
         "longest row (tokens)": prepared.max_tokens,
+        "max_pixels": prepared.pixels.describe(),
         **summary.metrics(),
         "merged_model": merged,
     }

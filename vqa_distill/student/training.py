@@ -6,6 +6,7 @@ Each is what one Prefect task does (``tasks/train.py``); without Prefect they ru
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import time
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from vqa_distill.student.evaluate import (
 from vqa_distill.student.infer_worker import InferModel, InferSpec, worker_argv
 from vqa_distill.student.model_resolve import ResolvedModel, resolve_model
 from vqa_distill.student.params import TrainParams
+from vqa_distill.student.pixels import PixelBudget, choose_pixel_budget
 from vqa_distill.student.preflight import load_token_counter, run_preflight
 from vqa_distill.student.results import TrainSummary, read_summary
 
@@ -37,7 +39,11 @@ EVAL_DIR = "eval"
 
 @dataclass(frozen=True)
 class Prepared:
-    """A run that passed its checks: the resolved model, the device, and the files training reads."""
+    """A run that passed its checks: the resolved model, the device, and the files training reads.
+
+    ``params.max_pixels`` is the budget the rows were checked with (given, or derived from max_length),
+    so training and evaluation see images exactly as the preflight did; ``pixels`` says where it came from.
+    """
 
     params: TrainParams
     model: ResolvedModel
@@ -47,6 +53,7 @@ class Prepared:
     total_rows: int
     dropped_rows: int
     max_tokens: int
+    pixels: PixelBudget
 
 
 def prepare(params: TrainParams, *, log: LineSink = print) -> Prepared:
@@ -65,6 +72,11 @@ def prepare(params: TrainParams, *, log: LineSink = print) -> Prepared:
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ConfigError("QLoRA needs the bitsandbytes package: pip install bitsandbytes")
     log(f"model {model.model} (model_type {model.model_type}, template {model.template}) on {device.describe()}")
+    pixels = choose_pixel_budget(
+        params.max_pixels, model.model_type, params.max_length, min_pixels=_env_int("MIN_PIXELS")
+    )
+    log(pixels.describe())
+    params = params.model_copy(update={"max_pixels": pixels.max_pixels})
     counter = load_token_counter(model, system=params.system, max_pixels=params.max_pixels)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     result = run_preflight(
@@ -74,6 +86,7 @@ def prepare(params: TrainParams, *, log: LineSink = print) -> Prepared:
         count_tokens=counter,
         skip_bad_rows=params.skip_bad_rows,
         clean_dir=Path(params.output_dir) / "preflight" / stamp,
+        pixels=pixels,
     )
     report = result.report
     if result.dropped:
@@ -90,7 +103,14 @@ def prepare(params: TrainParams, *, log: LineSink = print) -> Prepared:
         total_rows=report.total_rows,
         dropped_rows=result.dropped,
         max_tokens=max_tokens,
+        pixels=pixels,
     )
+
+
+def _env_int(name: str) -> int | None:
+    """An integer environment variable (ms-swift reads MIN_PIXELS itself), None when unset or not a number."""
+    value = os.environ.get(name, "").strip()
+    return int(value) if value.isdigit() else None
 
 
 def _check_resume(checkpoint: str | None) -> None:
@@ -154,6 +174,7 @@ def evaluate(prepared: Prepared, summary: TrainSummary, *, on_line: LineSink | N
         models=_eval_models(prepared.model, summary.checkpoint, params.tuner, with_base=params.eval_base),
         torch_dtype=choose_dtype(params.torch_dtype, prepared.device),
         max_new_tokens=params.eval_max_new_tokens,
+        max_pixels=params.max_pixels,
     )
     run_logged(
         worker_argv(spec.dump(eval_dir / "spec.json")),
