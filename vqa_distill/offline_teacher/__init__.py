@@ -3,9 +3,12 @@
 Used by the quickstart (``vqa-distill teacher-server``) and by the tests, which start it as a separate
 process with ``running_teacher_server()`` and talk to it through the real ``openai`` client.
 
-Modules: ``app`` (HTTP routes), ``answers`` (answer text), ``images`` (data-URL decoding),
+Modules: ``app`` (assembly and serving), ``chat``, ``model_routes`` and ``admin`` (the routes),
+``schema`` (request/response shapes, error bodies), ``state`` (what the routes share), ``middleware``,
+``model_rules`` (parameters each model accepts), ``billing`` (tokens per model), ``families`` (model
+name matching), ``limits`` (RPM/TPM), ``answers`` (answer text), ``images`` (data-URL decoding),
 ``faults`` (fault rules), ``stats`` (request records), ``config`` (settings), ``process`` (start/stop
-as a child process), ``cli`` (the sub-command). Importing this package imports none of them.
+as a child process), ``main`` (the command line). Importing this package imports none of them.
 """
 
 from __future__ import annotations

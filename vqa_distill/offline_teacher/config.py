@@ -7,9 +7,22 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from vqa_distill.offline_teacher.faults import FaultRule
 from vqa_distill.paths import DEFAULT_TEACHER_PORT as DEFAULT_PORT
 
+LISTEN_BACKLOG = 2048  # pending connections the kernel queues: bursts of hundreds must not be refused
 DEFAULT_HOST = "127.0.0.1"  # loopback: the admin endpoints must not be reachable from elsewhere by accident
 
-DEFAULT_MODELS = ("gpt-4o-mini", "gpt-4o", "gpt-4.1-mini", "teacher-offline")
+DEFAULT_MODELS = (
+    "gpt-4o-mini",
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4.1-mini",
+    "gpt-4.1-nano",
+    "gpt-5",
+    "gpt-5-mini",
+    "gpt-5-nano",
+    "o3",
+    "o4-mini",
+    "teacher-offline",
+)
 
 
 class ServerConfig(BaseModel):
@@ -25,4 +38,6 @@ class ServerConfig(BaseModel):
     jitter_s: float = Field(default=0.0, ge=0)  # plus uniform(0, jitter_s), from the seeded RNG
     seed: int = 0  # seeds jitter and fault probabilities
     faults: list[FaultRule] = Field(default_factory=list)
+    rpm: int | None = Field(default=None, ge=1)  # requests per minute per model; None: unlimited
+    tpm: int | None = Field(default=None, ge=1)  # tokens per minute per model; None: unlimited
     access_log: bool = False  # off by default: uvicorn's access log costs throughput

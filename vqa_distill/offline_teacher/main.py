@@ -17,6 +17,17 @@ from vqa_distill.errors import EXIT_FATAL, EXIT_OK
 from vqa_distill.paths import DEFAULT_TEACHER_PORT as DEFAULT_PORT
 
 
+def _positive_int(text: str) -> int:
+    """Parse a limit given on the command line: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the server's flags to ``parser``."""
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: loopback only)")
@@ -34,7 +45,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--seed", type=int, default=0, help="seed for jitter and fault probabilities")
     parser.add_argument("--faults", metavar="FILE", help="JSON or YAML file with a list of fault rules")
-    parser.add_argument("--models", help="comma-separated model names to serve (default: a gpt-4o-like set)")
+    parser.add_argument(
+        "--models",
+        help="comma-separated model names to serve (default: gpt-4o, gpt-4.1, gpt-5 and o-series names)",
+    )
+    parser.add_argument(
+        "--rpm", type=_positive_int, help="requests per minute per model; beyond it: 429 (default: unlimited)"
+    )
+    parser.add_argument(
+        "--tpm", type=_positive_int, help="tokens per minute per model; beyond it: 429 (default: unlimited)"
+    )
     parser.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
     # Internal: serve on an inherited, already-listening socket (used by process.running_teacher_server).
     parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
@@ -66,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
             latency_s=args.latency,
             jitter_s=args.jitter,
             seed=args.seed,
+            rpm=args.rpm,
+            tpm=args.tpm,
             access_log=args.access_log,
             **overrides,
         )

@@ -23,11 +23,10 @@ from typing import Any
 
 import httpx
 
-from vqa_distill.offline_teacher.config import ServerConfig
+from vqa_distill.offline_teacher.config import LISTEN_BACKLOG, ServerConfig
 from vqa_distill.paths import LOOPBACK
 
 API_KEY_ENV = "VQA_DISTILL_TEACHER_SERVER_KEY"  # the key travels by environment: argv shows in `ps`
-LISTEN_BACKLOG = 2048
 STARTUP_TIMEOUT_S = 30.0  # a cold interpreter importing pydantic + starlette + Pillow takes ~1 s
 HEALTH_POLL_S = 0.05
 STOP_TIMEOUT_S = 5.0  # after SIGTERM, then SIGKILL
@@ -64,7 +63,7 @@ class TeacherServerHandle:
         return self._admin("GET", "/_admin/stats")
 
     def reset(self) -> None:
-        """Clear the stats and the per-key fault counts."""
+        """Clear the stats and the per-key fault counts; restore the configured rate limits, buckets full."""
         self._admin("POST", "/_admin/reset")
 
     def set_faults(self, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -75,6 +74,14 @@ class TeacherServerHandle:
     def set_latency(self, latency_s: float, jitter_s: float = 0.0) -> None:
         """Set the simulated model latency (seconds) and jitter (uniform 0..jitter_s)."""
         self._admin("PUT", "/_admin/latency", {"latency_s": latency_s, "jitter_s": jitter_s})
+
+    def limits(self) -> dict[str, Any]:
+        """Return ``{"rpm", "tpm", "remaining": {model: {"requests", "tokens"}}}`` from ``GET /_admin/limits``."""
+        return self._admin("GET", "/_admin/limits")
+
+    def set_limits(self, rpm: int | None = None, tpm: int | None = None) -> dict[str, Any]:
+        """Set requests and tokens per minute per model (None: unlimited); every bucket starts full."""
+        return self._admin("PUT", "/_admin/limits", {"rpm": rpm, "tpm": tpm})
 
     def log(self) -> str:
         """Return what the server process printed so far (stdout and stderr)."""
@@ -111,6 +118,10 @@ def _child_argv(config: ServerConfig, fd: int, port: int, faults_file: Path | No
         argv += ["--api-key-env", API_KEY_ENV]
     if faults_file is not None:
         argv += ["--faults", str(faults_file)]
+    if config.rpm is not None:
+        argv += ["--rpm", str(config.rpm)]
+    if config.tpm is not None:
+        argv += ["--tpm", str(config.tpm)]
     if config.access_log:
         argv.append("--access-log")
     return argv
@@ -163,7 +174,8 @@ def running_teacher_server(
 ) -> Iterator[TeacherServerHandle]:
     """Run the server in a child process on a free loopback port until the ``with`` block ends.
 
-    ``overrides`` replace fields of ``config`` (e.g. ``latency_s=1.0``, ``api_key="sk-test"``).
+    ``overrides`` replace fields of ``config`` (e.g. ``latency_s=1.0``, ``api_key="sk-test"``,
+    ``rpm=60``, ``tpm=30_000``).
     ``host`` and ``port`` are ignored: the server always listens on a fresh loopback port.
     Returns only once ``/health`` answers; on exit the process is terminated, then killed.
     """

@@ -17,12 +17,14 @@ class RequestRecord:
     status: int  # HTTP status returned (499: the client hung up first)
     request_id: str
     model: str | None = None
-    prompt_tokens: int = 0
+    prompt_tokens: int = 0  # what the request carried, by its model's rule (also when refused)
     completion_tokens: int = 0
     fingerprints: tuple[str, ...] = ()
     image_sizes: tuple[str, ...] = ()
     user_text: str = ""
     fault: str | None = None  # the kind of the fault rule that fired
+    rate_limited: str | None = None  # "requests" or "tokens": the RPM or TPM limit that refused it (429)
+    counted_tokens: int = 0  # tokens counted against the TPM limit: prompt + requested output cap
     finish_reason: str | None = None
     duration_s: float = 0.0
 
@@ -37,6 +39,7 @@ class Stats:
     completion_tokens: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
     by_fault: Counter[str] = field(default_factory=Counter)
+    by_limit: Counter[str] = field(default_factory=Counter)  # 429s answered by the RPM / TPM limits
     other_paths: Counter[str] = field(default_factory=Counter)  # non-chat endpoints, counted only
 
     def record(self, rec: RequestRecord) -> None:
@@ -50,6 +53,8 @@ class Stats:
         self.by_status[rec.status] += 1
         if rec.fault:
             self.by_fault[rec.fault] += 1
+        if rec.rate_limited:
+            self.by_limit[rec.rate_limited] += 1
 
     def clear(self) -> None:
         """Forget everything recorded so far."""
@@ -57,6 +62,7 @@ class Stats:
         self.requests = self.prompt_tokens = self.completion_tokens = 0
         self.by_status.clear()
         self.by_fault.clear()
+        self.by_limit.clear()
         self.other_paths.clear()
 
     def snapshot(self) -> dict[str, Any]:
@@ -72,6 +78,8 @@ class Stats:
                 "total_tokens": self.prompt_tokens + self.completion_tokens,
                 "by_status": {str(k): v for k, v in sorted(self.by_status.items())},
                 "by_fault": dict(sorted(self.by_fault.items())),
+                "rate_limited": sum(self.by_limit.values()),
+                "rate_limited_by": {kind: self.by_limit.get(kind, 0) for kind in ("requests", "tokens")},
                 "other_paths": dict(sorted(self.other_paths.items())),
             },
         }
