@@ -60,15 +60,19 @@ def port_is_free(port: int) -> bool:
 
 
 def start_process(
-    name: str, argv: list[str], env: Mapping[str, str], logs: Path, cwd: Path = REPO_ROOT
+    name: str, argv: list[str], env: Mapping[str, str], logs: Path, cwd: Path = REPO_ROOT,
+    pass_fds: tuple[int, ...] = (),
 ) -> ManagedProcess:
-    """Start a detached process (its own session, so Ctrl-C in this shell does not reach it), logging to a file."""
+    """Start a detached process (its own session, so Ctrl-C in this shell does not reach it), logging to a file.
+
+    ``pass_fds`` hands it open descriptors, such as a socket already listening on its port.
+    """
     logs.mkdir(parents=True, exist_ok=True)
     log_path = logs / f"{name}.log"
     with log_path.open("ab") as log:
         process = subprocess.Popen(
             argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            start_new_session=True,
+            start_new_session=True, pass_fds=pass_fds,
         )  # fmt: skip
     return ManagedProcess(name, process.pid, psutil.Process(process.pid).create_time(), argv, str(log_path))
 

@@ -306,7 +306,7 @@ def test_any_key_is_accepted_when_none_is_configured(jpeg_url: str) -> None:
             model="teacher-offline", messages=text_messages("hi")
         )
         assert "x-ratelimit-limit-requests" not in raw.headers  # no limits configured: no rate-limit headers
-    assert open_server.process.poll() is not None  # stopped on exit
+    assert open_server.process.handle() is None  # stopped on exit
 
 
 # ----------------------------------------------------------------------------- refusals

@@ -11,10 +11,8 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -25,17 +23,12 @@ import httpx
 
 from vqa_distill.offline_teacher.config import LISTEN_BACKLOG, ServerConfig
 from vqa_distill.paths import LOOPBACK
+from vqa_distill.supervisor import ManagedProcess, is_healthy, start_process, stop_process, wait_until
 
 API_KEY_ENV = "VQA_DISTILL_TEACHER_SERVER_KEY"  # the key travels by environment: argv shows in `ps`
 STARTUP_TIMEOUT_S = 30.0  # a cold interpreter importing pydantic + starlette + Pillow takes ~1 s
-HEALTH_POLL_S = 0.05
 STOP_TIMEOUT_S = 5.0  # after SIGTERM, then SIGKILL
 ADMIN_TIMEOUT_S = 10.0
-LOG_TAIL_CHARS = 4000
-
-
-class TeacherServerStartError(RuntimeError):
-    """Raised when the server process exits or stays unhealthy during start-up; carries its output."""
 
 
 @dataclass
@@ -44,7 +37,7 @@ class TeacherServerHandle:
 
     base_url: str  # e.g. http://127.0.0.1:PORT/v1, what openai.OpenAI(base_url=...) wants
     port: int
-    process: subprocess.Popen[bytes]
+    process: ManagedProcess
     log_path: Path
     api_key: str | None = field(default=None, repr=False)
     _http: httpx.Client = field(init=False, repr=False)
@@ -132,42 +125,6 @@ def _merge(config: ServerConfig | None, overrides: dict[str, Any]) -> ServerConf
     return ServerConfig.model_validate({**base, **overrides})
 
 
-def _tail(path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8", errors="replace")[-LOG_TAIL_CHARS:]
-    except OSError:
-        return ""
-
-
-def _wait_healthy(handle: TeacherServerHandle, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        rc = handle.process.poll()
-        if rc is not None:
-            raise TeacherServerStartError(f"teacher server exited with code {rc}:\n{_tail(handle.log_path)}")
-        try:
-            if httpx.get(f"{handle.root_url}/health", timeout=2.0).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if time.monotonic() > deadline:
-            raise TeacherServerStartError(
-                f"teacher server not healthy after {timeout_s:.0f} s:\n{_tail(handle.log_path)}"
-            )
-        time.sleep(HEALTH_POLL_S)
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    process.terminate()
-    try:
-        process.wait(STOP_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @contextmanager
 def running_teacher_server(
     config: ServerConfig | None = None, *, startup_timeout_s: float = STARTUP_TIMEOUT_S, **overrides: Any
@@ -186,29 +143,24 @@ def running_teacher_server(
         if config.faults:
             faults_file = Path(tmp) / "faults.json"
             faults_file.write_text(json.dumps([r.model_dump() for r in config.faults]), encoding="utf-8")
-        log_path = Path(tmp) / "server.log"
         sock = socket.create_server((LOOPBACK, 0), backlog=LISTEN_BACKLOG)
-        with sock, log_path.open("wb") as log:
+        with sock:
             port = sock.getsockname()[1]
-            process = subprocess.Popen(
-                _child_argv(config, sock.fileno(), port, faults_file),
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=_child_env(api_key),
-                pass_fds=(sock.fileno(),),
+            argv = _child_argv(config, sock.fileno(), port, faults_file)
+            process = start_process(
+                "offline-teacher", argv, _child_env(api_key), Path(tmp), cwd=Path.cwd(), pass_fds=(sock.fileno(),)
             )
         # The child holds its own copy of the listening socket; ours is closed now.
         handle = TeacherServerHandle(
             base_url=f"http://{LOOPBACK}:{port}/v1",
             port=port,
             process=process,
-            log_path=log_path,
+            log_path=Path(process.log),
             api_key=api_key,
         )
         try:
-            _wait_healthy(handle, startup_timeout_s)
+            wait_until(lambda: is_healthy(f"{handle.root_url}/health"), process, startup_timeout_s, "offline teacher")
             yield handle
         finally:
             handle.close()
-            _stop(process)
+            stop_process(process, timeout_s=STOP_TIMEOUT_S)
