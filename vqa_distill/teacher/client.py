@@ -1,24 +1,30 @@
-"""Talk to the OpenAI-compatible teacher: one request, one preflight, and the error translation boundary.
+"""Talk to the OpenAI-compatible teacher: one request, one endpoint check, and the error translation boundary.
 
 Every ``openai`` exception is translated here, once, into the project's hierarchy:
 
 - transient (retried by Prefect): 408, 409, 429, 5xx, timeouts, connection drops, a 200 that is not JSON
 - permanent for one image (recorded, not retried): 400, 404/413/422 on a request, other 4xx
-- fatal for the run (preflight only): 401/403 key refused, endpoint unreachable, model unknown
+- fatal for the run (endpoint check only): 401/403 key refused, endpoint unreachable, model unknown
 
-The client is built with ``max_retries=0`` so Prefect owns every retry and each attempt is visible.
+Each request follows its model's rules (``vqa_distill.teacher.models``): the answer cap goes out as
+the parameter the model accepts, ``temperature`` only where accepted, ``reasoning_effort`` only to
+reasoning models; the rate gate hears every answer's rate-limit headers. The client is built with
+``max_retries=0`` so Prefect owns every retry and each attempt is visible.
 """
 
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 import openai
 from openai import AsyncOpenAI, DefaultAioHttpClient
+from openai.types import Model
 
 from vqa_distill.errors import (
     PermanentTeacherError,
@@ -28,15 +34,22 @@ from vqa_distill.errors import (
     TeacherUnreachableError,
     TransientTeacherError,
 )
-from vqa_distill.teacher.gate import RateGate
+from vqa_distill.teacher.gate import Admission, RateGate, run_logger
 from vqa_distill.teacher.imaging import PreparedImage
+from vqa_distill.teacher.models import ModelSpec, model_spec
 from vqa_distill.teacher.request import TeacherRequest
-from vqa_distill.teacher.tokens import image_tokens, text_tokens
+from vqa_distill.teacher.tokens import text_tokens
 
 TRANSIENT_STATUS_CODES = frozenset({408, 409, 429})
+ROUTE_NOT_SERVED_STATUS_CODES = frozenset({404, 405, 501})  # the endpoint has no GET /models/{model}
+MODEL_NOT_FOUND_CODE = "model_not_found"
 MAX_ERROR_MESSAGE_CHARS = 500
-PREFLIGHT_PROMPT = "Reply with OK."
+CHECK_PROMPT = "Reply with OK."
+CHECK_OUTPUT_CAP = 1  # tokens: the fallback check only needs the endpoint to accept the call
+CHECK_REASONING_OUTPUT_CAP = 16  # tokens: reasoning models may refuse a cap too small to answer in
 REDACTED = "[REDACTED]"
+
+_WARNED: set[tuple[str, str]] = set()  # (what, model) already warned about in this process
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,33 +93,88 @@ def build_messages(request: TeacherRequest, image: PreparedImage) -> list[dict[s
     return messages
 
 
-def estimate_tokens(request: TeacherRequest, image: PreparedImage) -> int:
-    """Estimate the tokens a request counts against the TPM limit: input text + image + answer cap."""
-    detail = request.params.get("detail", "auto")
-    image_cost = image_tokens(image.width, image.height, "low" if detail == "low" else "high")
+def rules_for(model: str) -> ModelSpec:
+    """Return the model's rules; warn once per process when the table does not know the model."""
+    spec = model_spec(model)
+    if not spec.known:
+        _warn_once(
+            "unknown model", model,
+            "model %r is not in the model table: image tokens are estimated with the most expensive rule "
+            "(%s) and parameters are sent as for chat models; see docs/models.md",
+            model, spec.image_rule.describe(),
+        )  # fmt: skip
+    return spec
+
+
+def estimate_tokens(request: TeacherRequest, image: PreparedImage, spec: ModelSpec | None = None) -> int:
+    """Estimate the tokens a request counts against the TPM limit: prompt text + image + answer cap."""
+    spec = spec or rules_for(request.model)
+    image_cost = spec.image_tokens(image.width, image.height, request.params.get("detail", "auto"))
     text_cost = text_tokens(request.prompt) + text_tokens(request.system or "")
     return image_cost + text_cost + int(request.params.get("max_tokens") or 0)
 
 
-async def ask(client: AsyncOpenAI, gate: RateGate, request: TeacherRequest, image: PreparedImage) -> TeacherAnswer:
-    """Send one request through the rate gate; return the answer or raise a TeacherError."""
-    estimate = estimate_tokens(request, image)
-    await gate.acquire(estimate)
-    sampling = {k: v for k, v in request.params.items() if k in {"temperature", "max_tokens"}}
+def request_options(spec: ModelSpec, params: Mapping[str, Any]) -> dict[str, Any]:
+    """Return the generation parameters to send, as ``spec``'s model accepts them (warning once per drop)."""
+    options: dict[str, Any] = {}
+    if params.get("max_tokens") is not None:
+        options[spec.output_cap_parameter] = params["max_tokens"]
+    if params.get("temperature") is not None:
+        if spec.accepts_temperature:
+            options["temperature"] = params["temperature"]
+        else:
+            _warn_once("temperature", spec.family, "%s does not accept temperature: sent without it", spec.family)
+    wanted = params.get("reasoning_effort")
+    if wanted is not None:
+        effort = spec.effort_for(wanted)
+        if effort is None:
+            _warn_once(
+                "reasoning_effort", spec.family,
+                "%s takes no reasoning_effort (reasoning models only): sent without it", spec.family,
+            )  # fmt: skip
+        else:
+            if effort != wanted:
+                _warn_once(
+                    "reasoning_effort", spec.family,
+                    "%s takes no reasoning_effort %r: sent %r", spec.family, wanted, effort,
+                )  # fmt: skip
+            options["reasoning_effort"] = effort
+    if params.get("response_format") is not None:  # structured outputs: question lists, judge scores
+        options["response_format"] = params["response_format"]
+    return options
+
+
+async def ask(
+    client: AsyncOpenAI,
+    gate: RateGate,
+    request: TeacherRequest,
+    image: PreparedImage,
+    *,
+    rules: ModelSpec | None = None,
+) -> TeacherAnswer:
+    """Send one request through the rate gate; return the answer or raise a TeacherError.
+
+    ``rules`` replaces the table's rules for ``request.model`` (a benchmark compares rules with it).
+    """
+    spec = rules or rules_for(request.model)
+    estimate = estimate_tokens(request, image, spec)
+    admission = await gate.acquire(estimate)
     started = time.perf_counter()
     try:
-        completion = await client.chat.completions.create(
+        raw = await client.chat.completions.with_raw_response.create(
             model=request.model,
             messages=build_messages(request, image),  # type: ignore[arg-type]
-            **sampling,
+            **request_options(spec, request.params),
         )
     except Exception as exc:
-        error = translate_error(exc, api_key=client.api_key)
-        if error.status_code == 429 and error.retry_after:
-            gate.pause(error.retry_after)
-        raise error from None
+        raise _failed(exc, client, gate, admission) from None
+    gate.observe(raw.headers, admission)
+    try:
+        completion = raw.parse()
+    except Exception as exc:
+        raise translate_error(exc, api_key=client.api_key) from None
     latency = time.perf_counter() - started
-    if not hasattr(completion, "choices") or not completion.choices:
+    if not getattr(completion, "choices", None):
         raise TransientTeacherError("the endpoint answered 200 without choices (malformed response)")
     choice = completion.choices[0]
     usage = completion.usage
@@ -121,32 +189,94 @@ async def ask(client: AsyncOpenAI, gate: RateGate, request: TeacherRequest, imag
     )
 
 
-async def preflight(client: AsyncOpenAI, model: str) -> None:
-    """Make one tiny text-only call; raise a FatalRunError that says whether key, endpoint or model is wrong."""
+def _failed(exc: Exception, client: AsyncOpenAI, gate: RateGate, admission: Admission) -> TeacherError:
+    """Translate a failed call, telling the gate what the endpoint said about its limits."""
+    error = translate_error(exc, api_key=client.api_key)
+    if isinstance(exc, openai.APIStatusError):
+        gate.observe(exc.response.headers, admission)
+    if error.status_code == 429:
+        gate.throttled(error.retry_after, admission)
+    return error
+
+
+async def check_endpoint(client: AsyncOpenAI, model: str) -> None:
+    """Check key, endpoint and model before a run; raise a FatalRunError saying which one is wrong.
+
+    Asks ``GET /models/{model}``, which costs nothing. An endpoint that does not serve that route
+    (404 without ``model_not_found``, 405, 501, or an answer that is not a model) gets one minimal
+    chat call instead, sent as the model's rules require.
+    """
+    try:
+        found = await client.models.retrieve(model)
+        if isinstance(found, Model):  # not a proxy's page served with 200
+            return
+    except openai.AuthenticationError as exc:
+        raise _key_refused(client, exc) from None
+    except openai.PermissionDeniedError as exc:
+        raise _model_refused(client, model, exc) from None
+    except openai.APIConnectionError as exc:  # timeouts included
+        raise _unreachable(client, exc) from None
+    except openai.NotFoundError as exc:
+        if _error_code(exc) == MODEL_NOT_FOUND_CODE:
+            raise _model_unknown(client, model) from None
+    except Exception:  # any other answer says nothing decisive: ask the chat route instead
+        pass
+    await _check_with_chat_call(client, model)
+
+
+async def _check_with_chat_call(client: AsyncOpenAI, model: str) -> None:
+    """Make one tiny text-only call, as the model's rules require; raise a FatalRunError when it says no."""
+    spec = rules_for(model)
+    cap: dict[str, Any] = {
+        spec.output_cap_parameter: CHECK_REASONING_OUTPUT_CAP if spec.reasoning else CHECK_OUTPUT_CAP
+    }
     try:
         await client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": PREFLIGHT_PROMPT}], max_tokens=1
+            model=model, messages=[{"role": "user", "content": CHECK_PROMPT}], **cap
         )
     except openai.AuthenticationError as exc:
-        raise TeacherAuthError(
-            f"the endpoint {client.base_url} refused the API key (HTTP {exc.status_code}): "
-            "check OPENAI_API_KEY or the Secret block"
-        ) from None
+        raise _key_refused(client, exc) from None
     except openai.PermissionDeniedError as exc:
-        raise TeacherAuthError(
-            f"the API key may not use model {model!r} at {client.base_url} (HTTP {exc.status_code})"
-        ) from None
+        raise _model_refused(client, model, exc) from None
     except openai.NotFoundError:
-        raise TeacherModelError(f"the endpoint {client.base_url} does not serve model {model!r} (HTTP 404)") from None
+        raise _model_unknown(client, model) from None
     except openai.APIConnectionError as exc:
-        raise TeacherUnreachableError(
-            f"cannot reach the endpoint {client.base_url}: {_connection_reason(exc)}"
-        ) from None
+        raise _unreachable(client, exc) from None
     except Exception as exc:
         error = translate_error(exc, api_key=client.api_key)
         if isinstance(error, PermanentTeacherError):
-            raise TeacherModelError(f"the endpoint rejected a test call for model {model!r}: {error}") from None
-        # A transient error at preflight (429, 5xx) says the endpoint and key work: go on.
+            raise TeacherModelError(
+                redact(f"the endpoint rejected a test call for model {model!r}: {error}", client.api_key)
+            ) from None
+        # A transient error (429, 5xx) says the endpoint and key work: go on.
+
+
+def _key_refused(client: AsyncOpenAI, exc: openai.APIStatusError) -> TeacherAuthError:
+    return TeacherAuthError(
+        redact(
+            f"the endpoint {client.base_url} refused the API key (HTTP {exc.status_code}): "
+            "check OPENAI_API_KEY or the Secret block",
+            client.api_key,
+        )
+    )
+
+
+def _model_refused(client: AsyncOpenAI, model: str, exc: openai.APIStatusError) -> TeacherAuthError:
+    return TeacherAuthError(
+        redact(f"the API key may not use model {model!r} at {client.base_url} (HTTP {exc.status_code})", client.api_key)
+    )
+
+
+def _model_unknown(client: AsyncOpenAI, model: str) -> TeacherModelError:
+    return TeacherModelError(
+        redact(f"the endpoint {client.base_url} does not serve model {model!r} (HTTP 404)", client.api_key)
+    )
+
+
+def _unreachable(client: AsyncOpenAI, exc: openai.APIConnectionError) -> TeacherUnreachableError:
+    return TeacherUnreachableError(
+        redact(f"cannot reach the endpoint {client.base_url}: {_connection_reason(exc)}", client.api_key)
+    )
 
 
 def translate_error(exc: BaseException, *, api_key: str | None = None) -> TeacherError:
@@ -168,18 +298,34 @@ def translate_error(exc: BaseException, *, api_key: str | None = None) -> Teache
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Return the delay a Retry-After(-ms) header asks for, in seconds, or None."""
-    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value) / divisor)
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(value) if name == "retry-after" else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - time.time())
-    return None
+    """Return the delay ``retry-after-ms`` or ``Retry-After`` (seconds or HTTP-date) asks for, in seconds.
+
+    Garbage, negative or non-finite values are ignored (None); a date in the past is 0.
+    """
+    milliseconds = _finite_non_negative(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        return milliseconds / 1000.0
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    seconds = _finite_non_negative(value)
+    if seconds is not None:
+        return seconds
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:  # "-0000" means UTC without saying where
+        parsed = parsed.replace(tzinfo=UTC)
+    return max(0.0, parsed.timestamp() - time.time())
+
+
+def _finite_non_negative(value: str | None) -> float | None:
+    try:
+        number = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) and number >= 0 else None
 
 
 def redact(text: str, secret: str | None) -> str:
@@ -196,6 +342,21 @@ def _api_message(exc: openai.APIStatusError) -> str:
         if isinstance(error, dict) and error.get("message"):
             return str(error["message"])[:MAX_ERROR_MESSAGE_CHARS]
     return (exc.message or exc.response.reason_phrase or "error")[:MAX_ERROR_MESSAGE_CHARS]
+
+
+def _error_code(exc: openai.APIStatusError) -> str | None:
+    body = exc.body
+    error = body.get("error", body) if isinstance(body, dict) else None
+    code = error.get("code") if isinstance(error, dict) else None
+    return str(code) if code is not None else None
+
+
+def _warn_once(what: str, model: str, message: str, *args: Any) -> None:
+    """Log ``message`` as a warning the first time ``what`` happens for ``model`` in this process."""
+    if (what, model) in _WARNED:
+        return
+    _WARNED.add((what, model))
+    run_logger().warning(message, *args)
 
 
 def _connection_reason(exc: openai.APIConnectionError) -> str:

@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vqa_distill.errors import ConfigError
+from vqa_distill.teacher.gate import DEFAULT_MAX_RETRY_AFTER_S
+from vqa_distill.teacher.models import ReasoningEffort
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_RPM = 500  # OpenAI gpt-4o-mini, usage tier 1
@@ -23,10 +25,15 @@ DEFAULT_CONCURRENCY = 32
 DEFAULT_MAX_RETRIES = 3  # the original script's --max_retries default
 DEFAULT_RETRY_DELAY_S = 1.0  # first backoff step; doubles per attempt, with jitter
 DEFAULT_TIMEOUT_S = 60.0
-# OpenAI fits a high-detail image into 2048x2048 and then to a 768-px shortest side before billing:
-# pixels past 2048x768-ish only cost upload time. 1536*1536 keeps detail for every aspect ratio.
+# Tile models fit a high-detail image into 2048x2048 and then a 768-px shortest side before billing,
+# patch models into 1536 32-px patches (docs/models.md): pixels past that only cost upload time.
+# 1536*1536 keeps detail for every aspect ratio.
 DEFAULT_MAX_PIXELS = 1536 * 1536
 DEFAULT_MAX_TOKENS = 1024
+MAX_QUESTIONS = 20  # questions per image x prompt: past this a model repeats itself
+DEFAULT_REVIEW_ROWS = 50  # rows sampled into review.html
+# LLaVA's three kinds of instruction data, or a mix of them (docs/vqa.md).
+QuestionStyle = Literal["mixed", "conversation", "detail", "reasoning"]
 
 
 class TeacherParams(BaseModel):
@@ -58,17 +65,78 @@ class TeacherParams(BaseModel):
         default=DEFAULT_MAX_PIXELS, ge=64 * 64, description="Images are downscaled to at most this many pixels."
     )
     detail: Literal["auto", "low", "high"] = Field(default="auto", description="OpenAI image detail level.")
-    temperature: float | None = Field(default=None, ge=0, le=2, description="Sampling temperature.")
-    max_tokens: int | None = Field(default=DEFAULT_MAX_TOKENS, ge=1, description="Answer length cap (tokens).")
+    temperature: float | None = Field(
+        default=None, ge=0, le=2, description="Sampling temperature (reasoning models take none)."
+    )
+    max_tokens: int | None = Field(
+        default=DEFAULT_MAX_TOKENS,
+        ge=1,
+        description="Answer length cap (tokens); sent as max_completion_tokens to reasoning models.",
+    )
+    reasoning_effort: ReasoningEffort | None = Field(
+        default=None, description="Reasoning effort, sent to reasoning models only (o-series, gpt-5)."
+    )
+    max_retry_after: float = Field(
+        default=DEFAULT_MAX_RETRY_AFTER_S,
+        ge=0,
+        description="Longest wait in seconds the endpoint may ask for; longer ones fail the attempt instead.",
+    )
     val_ratio: float = Field(default=0.0, ge=0, lt=1, description="Share of rows held out in val.jsonl.")
     seed: int = Field(default=42, description="Seed of the train/val split.")
-    preflight: bool = Field(default=True, description="Check endpoint, key and model with one call first.")
+    preflight: bool = Field(
+        default=True, description="Check endpoint, key and model first (GET /models/{model}, else one tiny call)."
+    )
+    batch: bool = Field(
+        default=False,
+        description="Send through the Batch API (half price, answers within 24 h): the run submits and returns; "
+        "collect-batches (or `vqa-distill collect`) records the answers and builds the dataset.",
+    )
+    questions: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_QUESTIONS,
+        description="Questions the teacher writes per image x prompt, each then answered on its own; "
+        "unset: each prompt is the question.",
+    )
+    question_style: QuestionStyle = Field(
+        default="mixed",
+        description="Kind of questions: conversation (short facts), detail (descriptions), reasoning (why, what "
+        "if), or mixed.",
+    )
+    conversation: bool = Field(
+        default=False, description="One multi-turn row per image (its questions in turn), not one row per question."
+    )
+    judge_model: str | None = Field(
+        default=None, description="Model that scores every (image, question, answer) from 1 to 5; unset: no judge."
+    )
+    min_score: int | None = Field(default=None, ge=1, le=5, description="Leave out rows the judge scored lower.")
+    review: int = Field(
+        default=DEFAULT_REVIEW_ROWS, ge=0, description="Rows sampled into review.html in the run folder (0: none)."
+    )
 
     @field_validator("prompts")
     @classmethod
     def _strip_prompts(cls, prompts: list[str]) -> list[str]:
         """Drop blank prompts; duplicates would pay twice for the same question."""
         return list(dict.fromkeys(p.strip() for p in prompts if p.strip()))
+
+    @model_validator(mode="after")
+    def _question_options_need_questions(self) -> TeacherParams:
+        """The conversation rows and the judge work on generated questions; only a judge gives scores."""
+        if self.questions is None:
+            given = [name for name in ("conversation", "judge_model", "min_score") if getattr(self, name)]
+            if given:
+                raise ValueError(f"{', '.join(given)} work on generated questions: set questions (--questions N)")
+        if self.min_score is not None and self.judge_model is None:
+            raise ValueError("min_score needs judge_model (--judge-model): only the judge gives scores")
+        return self
+
+    @model_validator(mode="after")
+    def _batch_sends_the_prompts(self) -> TeacherParams:
+        """A batch holds fixed requests: questions the teacher writes first need the online mode."""
+        if self.batch and self.questions is not None:
+            raise ValueError("batch mode sends each prompt as it is: generated questions (questions) need online mode")
+        return self
 
     def all_prompts(self) -> list[str]:
         """Return the prompts given inline plus those of ``prompt_file``, in order, without repeats."""
@@ -92,6 +160,9 @@ class TeacherParams(BaseModel):
             params["temperature"] = self.temperature
         if self.max_tokens is not None:
             params["max_tokens"] = self.max_tokens
+        # Only when set, so the key of every request made before this option existed is unchanged.
+        if self.reasoning_effort is not None:
+            params["reasoning_effort"] = self.reasoning_effort
         return params
 
 
