@@ -121,7 +121,10 @@ def test_flow_publishes_loss_metrics_and_evaluation(first_run: FirstRun) -> None
     split = [json.loads(line) for line in (first_run.checkpoint.parent / "val_dataset.jsonl").read_text().splitlines()]
     assert len(table) == len(split) == int(metrics["eval_rows"]) == 1
     row = table[0]
-    assert set(row) == {"row", "image", "prompt", "teacher", "student", "student_rougeL", "base", "base_rougeL"}
+    assert set(row) == {
+        "row", "image", "prompt", "teacher", "student", "student_rougeL", "student_degenerate", "base", "base_rougeL",
+        "base_degenerate",
+    }  # fmt: skip
     assert row["prompt"] == PROMPT and row["teacher"].startswith("The tile is ")
     assert row["image"] == Path(split[0]["images"][0]["path"]).name
     # The scores are ROUGE-L F1 of each answer against the teacher's, and the metric is their mean.
@@ -129,6 +132,12 @@ def test_flow_publishes_loss_metrics_and_evaluation(first_run: FirstRun) -> None
     assert row["base_rougeL"] == pytest.approx(_rouge_l(row["teacher"], row["base"]), abs=1e-4)
     assert float(metrics["student_rougeL"]) == pytest.approx(row["student_rougeL"], abs=1e-4)
     assert float(metrics["base_rougeL"]) == pytest.approx(row["base_rougeL"], abs=1e-4)
+    # Two steps from random weights: a model that answers nothing usable is said to, not scored silently.
+    description = artifacts[EVAL_KEY].description or ""
+    for model in ("student", "base"):
+        assert metrics[f"{model}_degenerate"] == ("1" if row[f"{model}_degenerate"] else "0")
+        assert (f"{model} answers are degenerate (1/1 " in description) == bool(row[f"{model}_degenerate"])
+    assert "| image | teacher | student | base |" in description
 
 
 def _rouge_l(reference: str, prediction: str) -> float:

@@ -11,8 +11,15 @@ from tests.support.student_fixtures import colour_rows, write_jsonl
 from vqa_distill.cli.student import run_tiny_model
 from vqa_distill.student import training
 from vqa_distill.student.model_resolve import resolve_model
-from vqa_distill.student.params import TrainParams
-from vqa_distill.student.tiny_model import IMAGE_PAD_ID, VOCAB_SIZE, build_tiny_model, describe
+from vqa_distill.student.params import TrainParams, Tuner
+from vqa_distill.student.tiny_model import (
+    FIRST_SPECIAL_ID,
+    IMAGE_PAD_ID,
+    VOCAB_SIZE,
+    build_tiny_model,
+    describe,
+    learned_merges,
+)
 
 
 @pytest.mark.parametrize(
@@ -41,6 +48,36 @@ def test_tiny_model_keeps_qwen_ids_and_is_small(tmp_path: Path, arch: str, archi
     assert resolve_model(str(path)).model_type == arch
 
 
+@pytest.mark.parametrize("arch", ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
+def test_a_wider_model_with_english_merges_keeps_qwen_ids_and_runs(tmp_path: Path, arch: str) -> None:
+    """The demo's kind of student: wider, and a tokenizer whose merges make English 3x shorter than bytes."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoTokenizer
+
+    path = build_tiny_model(tmp_path / arch, arch=arch, hidden=64, layers=3, merges=4000)  # type: ignore[arg-type]
+    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    text_config = config["text_config"]
+    assert (text_config["hidden_size"], text_config["num_hidden_layers"], text_config["num_attention_heads"]) == (64, 3, 4)
+    assert text_config["vocab_size"] == VOCAB_SIZE and config["image_token_id"] == IMAGE_PAD_ID
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert tokenizer.convert_tokens_to_ids(["<|endoftext|>", "<|im_end|>", "<|image_pad|>"]) == [151643, 151645, 151655]
+    sentence = "Looking closely: the picture is mostly gray with some white, and the brightest area is the upper left."
+    ids = tokenizer(sentence).input_ids
+    assert len(ids) * 2.5 < len(sentence) and max(ids) < FIRST_SPECIAL_ID
+    assert tokenizer.decode(ids) == sentence
+    assert tokenizer.decode(tokenizer("Grüße, 你好 <|im_start|>").input_ids) == "Grüße, 你好 <|im_start|>"
+    model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32)
+    with torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits
+    assert logits.shape == (1, len(ids), VOCAB_SIZE)
+
+
+def test_learned_merges_are_the_same_every_time() -> None:
+    merges = learned_merges(500)
+    assert len(merges) == 500 and merges == learned_merges(500)
+    assert all(isinstance(left, str) and isinstance(right, str) for left, right in merges)
+
+
 def test_tiny_model_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     class Args:
         out = str(tmp_path / "cli-model")
@@ -53,7 +90,7 @@ def test_tiny_model_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
 
 
 @pytest.mark.parametrize(("arch", "tuner"), [("qwen2_vl", "dora"), ("qwen3_vl", "full")])
-def test_other_archs_and_tuners_train_through_swift(tmp_path: Path, arch: str, tuner: str) -> None:
+def test_other_archs_and_tuners_train_through_swift(tmp_path: Path, arch: str, tuner: Tuner) -> None:
     """Qwen2-VL and Qwen3-VL resolved from config.json and encoded by their own template; DoRA and full
     fine-tuning on them (LoRA on Qwen2.5-VL is test_student_flow's): one real step each."""
     model = build_tiny_model(tmp_path / f"tiny-{arch}", arch=arch)  # type: ignore[arg-type]

@@ -3,6 +3,10 @@
 The predictions come from ``infer_worker`` (ms-swift inference in a child process); everything here is
 plain data in, plain data out. ROUGE-L's stock tokenizer keeps only ``[a-z0-9]`` and so scores every
 Chinese answer 0; ours splits CJK text into characters and everything else into words.
+
+A score of 0 can mean "wrong answers" or "no answers at all": an untrained model often emits only
+newlines, or one token over and over. Such answers are flagged as degenerate, per row and in warning
+lines, so that a table of zeros is read as "this comparison says nothing" rather than as a result.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 _TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+", re.UNICODE)
 TABLE_TEXT_CHARS = 200  # answers are cut to this length in the artifact table
+MIN_REPEATS = 3  # a text that is one unit at least this many times over is "repeated"
 
 
 @dataclass(frozen=True)
@@ -54,17 +59,46 @@ class EvalReport:
             return None
         return fmean(self.base_scores) if self.base_scores else 0.0
 
+    @property
+    def student_degenerate(self) -> list[str | None]:
+        """Per row, why the student's answer is degenerate (see ``degenerate_reason``), or None."""
+        return [degenerate_reason(answer) for answer in self.student]
+
+    @property
+    def base_degenerate(self) -> list[str | None] | None:
+        """Per row, why the base model's answer is degenerate, or None; None when the base was not scored."""
+        return None if self.base is None else [degenerate_reason(answer) for answer in self.base]
+
+    def warnings(self) -> list[str]:
+        """One line per model whose answers are degenerate, saying how many and what that means for its score."""
+        flagged = [("student", self.student_degenerate)]
+        if self.base_degenerate is not None:
+            flagged.insert(0, ("base", self.base_degenerate))
+        lines = []
+        for name, reasons in flagged:
+            bad = [r for r in reasons if r is not None]
+            if not bad:
+                continue
+            kinds = " or ".join(sorted(set(bad)))
+            meaning = "its ROUGE-L says nothing" if len(bad) == len(reasons) else "its ROUGE-L on those rows says nothing"
+            lines.append(f"{name} answers are degenerate ({len(bad)}/{len(reasons)} {kinds}): {meaning}")
+        return lines
+
     def summary(self) -> dict[str, Any]:
         """Headline numbers for the metrics table."""
+        base_degenerate = self.base_degenerate
         return {
             "eval_rows": len(self.rows),
             "student_rougeL": round(self.student_rouge_l, 4),
             "base_rougeL": None if self.base_rouge_l is None else round(self.base_rouge_l, 4),
+            "student_degenerate": sum(r is not None for r in self.student_degenerate),
+            "base_degenerate": None if base_degenerate is None else sum(r is not None for r in base_degenerate),
         }
 
     def table(self) -> list[dict[str, Any]]:
         """One dict per row, for a Prefect table artifact."""
         table = []
+        student_degenerate, base_degenerate = self.student_degenerate, self.base_degenerate
         for index, row in enumerate(self.rows):
             entry: dict[str, Any] = {
                 "row": index,
@@ -73,12 +107,41 @@ class EvalReport:
                 "teacher": _cut(row.reference),
                 "student": _cut(self.student[index]),
                 "student_rougeL": round(self.student_scores[index], 4),
+                "student_degenerate": student_degenerate[index] or "",
             }
-            if self.base is not None and self.base_scores is not None:
+            if self.base is not None and self.base_scores is not None and base_degenerate is not None:
                 entry["base"] = _cut(self.base[index])
                 entry["base_rougeL"] = round(self.base_scores[index], 4)
+                entry["base_degenerate"] = base_degenerate[index] or ""
             table.append(entry)
         return table
+
+
+def degenerate_reason(answer: str) -> str | None:
+    """Why ``answer`` is no answer at all: "empty", "whitespace", "no words" or "repeated"; None when it is one.
+
+    "repeated" is one unit over and over, whitespace aside: one word ("the the the"), one symbol
+    ("....") or one token's text ("<|unused_7|><|unused_7|>..."), a cut-off last repeat included.
+    """
+    if not answer:
+        return "empty"
+    if not answer.strip():
+        return "whitespace"
+    words = MixedScriptTokenizer().tokenize(answer)
+    if len(words) >= MIN_REPEATS and len(set(words)) == 1:
+        return "repeated"
+    if _period(answer) is not None:
+        return "repeated"
+    return None if words else "no words"
+
+
+def _period(text: str) -> int | None:
+    """The shortest unit that ``text`` (whitespace removed) repeats at least MIN_REPEATS times, or None."""
+    compact = "".join(text.split())
+    for size in range(1, len(compact) // MIN_REPEATS + 1):
+        if compact[size:] == compact[:-size]:
+            return size
+    return None
 
 
 class MixedScriptTokenizer:
@@ -134,6 +197,16 @@ def write_eval_rows(rows: Sequence[EvalRow], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r.to_json(), ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
     return path
+
+
+def read_eval_rows(path: Path) -> list[EvalRow]:
+    """Read the rows ``write_eval_rows`` wrote."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            data = json.loads(line)
+            rows.append(EvalRow(data["messages"], data["images"], data["reference"]))
+    return rows
 
 
 def read_predictions(path: Path) -> dict[str, list[str]]:

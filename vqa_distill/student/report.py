@@ -12,6 +12,9 @@ from vqa_distill.student.results import TrainSummary
 from vqa_distill.student.training import Prepared
 
 LOSS_PNG = "loss.png"
+EXAMPLES = 3  # rows shown side by side under the evaluation verdict
+EXAMPLE_CHARS = 160  # answers are cut to this length there
+VISIBLE_WHITESPACE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})  # an answer of newlines shows
 
 
 def metrics_rows(
@@ -45,10 +48,42 @@ def loss_markdown(summary: TrainSummary) -> tuple[str, Path]:
 
 
 def eval_markdown(evaluation: EvalReport | None) -> str:
-    """A one-paragraph verdict: how close the student is to the teacher, beside the base model."""
+    """The verdict (student vs teacher, beside the base model), a warning per degenerate model, a few examples.
+
+    The warnings come right after the scores: a 0 from a model that answered only newlines is no result.
+    """
     if evaluation is None:
         return "No evaluation: no validation rows, or `--eval_limit 0`."
     summary = evaluation.summary()
     base = summary["base_rougeL"]
     line = f"ROUGE-L against the teacher on {summary['eval_rows']} validation row(s): student **{summary['student_rougeL']}**"
-    return line + (f", base model {base}." if base is not None else ".")
+    parts = [line + (f", base model {base}." if base is not None else ".")]
+    parts += [f"**Warning:** {warning}." for warning in evaluation.warnings()]
+    if evaluation.rows:
+        parts.append(examples_markdown(evaluation))
+    return "\n\n".join(parts)
+
+
+def examples_markdown(evaluation: EvalReport, limit: int = EXAMPLES) -> str:
+    """The first ``limit`` rows side by side (teacher / student / base), whitespace made visible."""
+    with_base = evaluation.base is not None
+    header = "| image | teacher | student |" + (" base |" if with_base else "")
+    rule = "|---|---|---|" + ("---|" if with_base else "")
+    lines = [f"Side by side, {min(limit, len(evaluation.rows))} of {len(evaluation.rows)} row(s):", "", header, rule]
+    student_flags, base_flags = evaluation.student_degenerate, evaluation.base_degenerate
+    for index, row in enumerate(evaluation.rows[:limit]):
+        image = ", ".join(Path(p).name for p in row.images)
+        cells = [image, _cell(row.reference, None), _cell(evaluation.student[index], student_flags[index])]
+        if evaluation.base is not None and base_flags is not None:
+            cells.append(_cell(evaluation.base[index], base_flags[index]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _cell(text: str, degenerate: str | None) -> str:
+    """One answer as a markdown table cell: escaped, cut, and marked when degenerate."""
+    shown = text.translate(VISIBLE_WHITESPACE)
+    if len(shown) > EXAMPLE_CHARS:
+        shown = shown[: EXAMPLE_CHARS - 1] + "…"
+    shown = shown.replace("|", "\\|") or " "
+    return f"{shown} *({degenerate})*" if degenerate else shown

@@ -55,10 +55,10 @@ VISION_END_ID = FIRST_SPECIAL_ID + 10
 EOS_ID = FIRST_SPECIAL_ID + 2  # <|im_end|>
 PAD_ID = FIRST_SPECIAL_ID  # <|endoftext|>
 
-# Tiny dimensions: hidden 32, 2 layers, vision depth 2. Head dim 16, so M-RoPE sections sum to 8.
+# Tiny dimensions: hidden 32, 2 layers, vision depth 2. Head dim 16 at every width (heads = hidden / 16),
+# so the M-RoPE sections always sum to 8.
 HIDDEN = 32
-HEADS = 2
-HEAD_DIM = HIDDEN // HEADS
+HEAD_DIM = 16
 LAYERS = 2
 VISION_DEPTH = 2
 
@@ -79,27 +79,42 @@ CHAT_TEMPLATE = (
 )
 
 
-def build_tiny_model(out_dir: str | Path, *, arch: Arch = "qwen2_5_vl", seed: int = 0) -> Path:
+def build_tiny_model(
+    out_dir: str | Path,
+    *,
+    arch: Arch = "qwen2_5_vl",
+    seed: int = 0,
+    hidden: int = HIDDEN,
+    layers: int = LAYERS,
+    merges: int = 0,
+) -> Path:
     """Write a random-weight Qwen-VL model of ``arch`` with an offline tokenizer into ``out_dir``.
 
-    Returns the directory. Takes seconds and about 15 MB: 10 MB of bfloat16 weights (the tied embedding
-    has Qwen's full vocabulary) and a 5 MB tokenizer.
+    ``hidden`` (a multiple of 16) and ``layers`` size the text model; ``merges`` > 0 gives the tokenizer up
+    to that many BPE merges learned from Python's bundled documentation, so English words take a few tokens
+    instead of one per byte (rows get 3x shorter, as with Qwen's real tokenizer). Returns the directory.
+    The default takes seconds and about 15 MB: 10 MB of bfloat16 weights (the tied embedding has Qwen's
+    full vocabulary) and a 5 MB tokenizer.
     """
     import torch
 
     if arch not in ARCHES:
         raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHES)}")
+    if hidden < HEAD_DIM or hidden % HEAD_DIM:
+        raise ValueError(f"hidden must be a positive multiple of {HEAD_DIM}, got {hidden}")
+    if layers < 1 or merges < 0:
+        raise ValueError(f"need layers >= 1 and merges >= 0, got {layers} and {merges}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    config = _model_config(arch)
+    config = _model_config(arch, hidden=hidden, layers=layers)
     model_cls = _model_class(arch)
     # Stored in bfloat16 like the real checkpoints (and half the bytes); ms-swift upcasts on CPU.
     model = model_cls(config).to(torch.bfloat16)
     model.generation_config.eos_token_id = [EOS_ID, PAD_ID]
     model.generation_config.pad_token_id = PAD_ID
     model.save_pretrained(out, safe_serialization=True)
-    _build_processor(arch).save_pretrained(out)
+    _build_processor(arch, merges=merges).save_pretrained(out)
     return out
 
 
@@ -115,17 +130,18 @@ def _model_class(arch: Arch) -> Any:
     return getattr(transformers, names[arch])
 
 
-def _model_config(arch: Arch) -> Any:
+def _model_config(arch: Arch, *, hidden: int = HIDDEN, layers: int = LAYERS) -> Any:
     """Return a tiny config of ``arch`` that keeps Qwen's vocabulary and vision token ids."""
     import transformers
 
+    heads = hidden // HEAD_DIM
     text: dict[str, Any] = {
         "vocab_size": VOCAB_SIZE,
-        "hidden_size": HIDDEN,
-        "intermediate_size": 2 * HIDDEN,
-        "num_hidden_layers": LAYERS,
-        "num_attention_heads": HEADS,
-        "num_key_value_heads": HEADS,
+        "hidden_size": hidden,
+        "intermediate_size": 2 * hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": heads,
         "max_position_embeddings": 4096,
         "bos_token_id": PAD_ID,
         "eos_token_id": EOS_ID,
@@ -152,10 +168,10 @@ def _model_config(arch: Arch) -> Any:
         }
         vision = {
             "depth": VISION_DEPTH,
-            "hidden_size": HIDDEN,
-            "intermediate_size": 2 * HIDDEN,
-            "num_heads": HEADS,
-            "out_hidden_size": HIDDEN,
+            "hidden_size": hidden,
+            "intermediate_size": 2 * hidden,
+            "num_heads": heads,
+            "out_hidden_size": hidden,
             "patch_size": 16,
             "num_position_embeddings": 144,
             "deepstack_visual_indexes": [0],
@@ -165,23 +181,23 @@ def _model_config(arch: Arch) -> Any:
     if arch == "qwen2_5_vl":
         vision = {
             "depth": VISION_DEPTH,
-            "hidden_size": HIDDEN,
-            "intermediate_size": 2 * HIDDEN,
-            "num_heads": HEADS,
-            "out_hidden_size": HIDDEN,
+            "hidden_size": hidden,
+            "intermediate_size": 2 * hidden,
+            "num_heads": heads,
+            "out_hidden_size": hidden,
             "fullatt_block_indexes": [VISION_DEPTH - 1],
         }
         return transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision, **ids)
-    vision = {"depth": VISION_DEPTH, "embed_dim": HIDDEN, "hidden_size": HIDDEN, "num_heads": HEADS, "mlp_ratio": 2}
+    vision = {"depth": VISION_DEPTH, "embed_dim": hidden, "hidden_size": hidden, "num_heads": heads, "mlp_ratio": 2}
     return transformers.Qwen2VLConfig(text_config=text, vision_config=vision, **ids)
 
 
-def _build_processor(arch: Arch) -> Any:
+def _build_processor(arch: Arch, *, merges: int = 0) -> Any:
     """Return the arch's processor around an offline byte-level BPE tokenizer with Qwen's special ids."""
     import transformers
 
     tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=_byte_level_tokenizer(),
+        tokenizer_object=_byte_level_tokenizer(merges),
         bos_token=None,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -211,27 +227,56 @@ def _build_processor(arch: Arch) -> Any:
     )
 
 
-def _byte_level_tokenizer() -> Any:
-    """A byte-level BPE with no merges whose vocabulary puts Qwen's added tokens at their real ids.
+def _byte_level_tokenizer(merges: int = 0) -> Any:
+    """A byte-level BPE with ``merges`` learned merges whose vocabulary puts Qwen's added tokens at their real ids.
 
-    Filler entries pad the vocabulary so that the first added token lands on 151643: the model's
-    embedding rows and ms-swift's hard-coded ids then agree with the tokenizer.
+    The 256 byte symbols come first, then one token per merge in the order learned; filler entries pad
+    the vocabulary so that the first added token lands on 151643: the model's embedding rows and
+    ms-swift's hard-coded ids then agree with the tokenizer.
     """
     from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
     from tokenizers.pre_tokenizers import ByteLevel
 
     alphabet = ByteLevel.alphabet()
     vocab = {symbol: index for index, symbol in enumerate(sorted(alphabet))}
+    pairs = learned_merges(merges) if merges else []
+    for left, right in pairs:
+        vocab.setdefault(left + right, len(vocab))
     for index in range(len(vocab), FIRST_SPECIAL_ID):
         vocab[f"<|unused_{index}|>"] = index
     for offset, (content, _special) in enumerate(QWEN_ADDED_TOKENS):
         vocab[content] = FIRST_SPECIAL_ID + offset
-    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=[], fuse_unk=False, byte_fallback=False))
+    tokenizer = Tokenizer(models.BPE(vocab=vocab, merges=pairs, fuse_unk=False, byte_fallback=False))
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     tokenizer.decoder = decoders.ByteLevel()
     tokenizer.add_tokens([AddedToken(c, special=s, normalized=False) for c, s in QWEN_ADDED_TOKENS if not s])
     tokenizer.add_special_tokens([AddedToken(c, special=True, normalized=False) for c, s in QWEN_ADDED_TOKENS if s])
     return tokenizer
+
+
+def learned_merges(count: int) -> list[tuple[str, str]]:
+    """Up to ``count`` byte-level BPE merges learned from Python's bundled documentation (pydoc_data).
+
+    The corpus ships with every Python, so the merges are learned offline, the same on every run, in
+    about a second; it is ordinary English prose, so common words become one or two tokens.
+    """
+    from pydoc_data.topics import topics
+
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from tokenizers.pre_tokenizers import ByteLevel
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    trainer = trainers.BpeTrainer(
+        vocab_size=len(ByteLevel.alphabet()) + count,
+        min_frequency=2,
+        initial_alphabet=ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator((topics[key] for key in sorted(topics)), trainer)
+    merged = json.loads(tokenizer.to_str())["model"]["merges"]
+    pairs = [tuple(m.split(" ", 1)) if isinstance(m, str) else tuple(m) for m in merged]
+    return [(str(left), str(right)) for left, right in pairs[:count]]
 
 
 def describe(model_dir: str | Path) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from vqa_distill.student.device import DeviceInfo, choose_dtype, probe_device
 from vqa_distill.student.evaluate import (
     EvalReport,
     eval_rows_from_files,
+    read_eval_rows,
     read_predictions,
     score,
     write_eval_rows,
@@ -35,6 +36,8 @@ LineSink = Callable[[str], None]
 SFT_LOG = "swift-sft.log"
 EXPORT_LOG = "swift-export.log"
 EVAL_DIR = "eval"
+EVAL_ROWS = "rows.jsonl"
+EVAL_PREDICTIONS = "predictions.jsonl"
 
 
 @dataclass(frozen=True)
@@ -167,10 +170,10 @@ def evaluate(prepared: Prepared, summary: TrainSummary, *, on_line: LineSink | N
     if not rows:
         return None
     eval_dir = run_dir / EVAL_DIR
-    rows_path = write_eval_rows(rows, eval_dir / "rows.jsonl")
+    rows_path = write_eval_rows(rows, eval_dir / EVAL_ROWS)
     spec = InferSpec(
         rows=str(rows_path),
-        out=str(eval_dir / "predictions.jsonl"),
+        out=str(eval_dir / EVAL_PREDICTIONS),
         models=_eval_models(prepared.model, summary.checkpoint, params.tuner, with_base=params.eval_base),
         torch_dtype=choose_dtype(params.torch_dtype, prepared.device),
         max_new_tokens=params.eval_max_new_tokens,
@@ -186,6 +189,22 @@ def evaluate(prepared: Prepared, summary: TrainSummary, *, on_line: LineSink | N
     answers = read_predictions(Path(spec.out))
     if len(answers.get("student", [])) != len(rows):
         raise FatalRunError(f"evaluation answered {len(answers.get('student', []))} of {len(rows)} rows")
+    return score(rows, answers["student"], answers.get("base"))
+
+
+def read_evaluation(run_dir: str | Path) -> EvalReport | None:
+    """Score again what ``evaluate`` left in ``run_dir``: the same report, from its files; None without them.
+
+    For readers that only know the checkpoint, such as the demo's closing summary.
+    """
+    eval_dir = Path(run_dir) / EVAL_DIR
+    rows_path, predictions_path = eval_dir / EVAL_ROWS, eval_dir / EVAL_PREDICTIONS
+    if not rows_path.is_file() or not predictions_path.is_file():
+        return None
+    rows = read_eval_rows(rows_path)
+    answers = read_predictions(predictions_path)
+    if len(answers.get("student", [])) != len(rows):
+        return None
     return score(rows, answers["student"], answers.get("base"))
 
 
