@@ -48,4 +48,6 @@ def train(params: TrainParams) -> str:
         description=eval_markdown(evaluation),
     )
     logger.info(eval_markdown(evaluation))
+    for warning in evaluation.warnings() if evaluation is not None else []:
+        logger.warning(warning)  # a score of 0 from answers that are all newlines means nothing
     return summary.checkpoint
