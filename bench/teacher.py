@@ -10,8 +10,12 @@ Scenarios:
   overhead  - no rate limit, --fast-latency s: the CPU seconds per image beyond the bare loop is what the
               orchestration costs. Target: under 5 ms.
   memory    - with --memory-images N (e.g. 10000): the flow's peak RSS. Target: under 1 GiB.
+  two-stage - questions mode: --two-stage-images images x (1 question list + --questions answers), at the
+              rate scenario's limit and latency, printed beside its single-prompt flow. Target: >= 95% of it.
 
 Run: .venv/bin/python bench/teacher.py [--images 1000] [--rate 50] [--latency 1.0] [--memory-images 10000]
+     .venv/bin/python bench/teacher.py --costs   # only the online vs Batch API price of the run, per model
+     [--two-stage-images 200] [--questions 5]
 """
 
 from __future__ import annotations
@@ -184,6 +188,30 @@ def floor_cpu(count: int, env: dict[str, str]) -> tuple[float, float]:
     return usage.ru_utime + usage.ru_stime, tree_cpu_seconds(OTHER_PIDS["prefect"]) - before
 
 
+def two_stage(server: Any, env: dict[str, str], work: Path, args: argparse.Namespace, single: Measured) -> dict[str, Any]:
+    """Questions mode at the rate scenario's limit and latency: the rate kept, beside the single-prompt flow's.
+
+    Every image first asks for its question list, then one answer per question, under the same bounded
+    fan-out and rate gate; answers start as soon as an image's questions are in.
+    """
+    folder = work / "two-stage"
+    make_images(folder, args.two_stage_images, scenario=4)
+    server.set_latency(args.latency)
+    argv = flow_argv(folder, work / "out-two-stage", server.base_url, args.rate, args.concurrency)
+    staged = run_measured("flow, questions", [*argv, "--questions", str(args.questions)], env, server)
+    calls = args.two_stage_images * (1 + args.questions)
+    print_table(
+        f"two-stage: {args.two_stage_images} images x (1 question list + {args.questions} answers), "
+        f"limit {args.rate:g} req/s, server latency {args.latency:g} s",
+        [[m.name, m.requests, f"{m.wall_s:.1f}", f"{m.server_rate:.2f}", f"{100 * m.server_rate / args.rate:.1f}%",
+          f"{1000 * m.cpu_s / m.requests:.1f}", f"{m.peak_rss_mib:.0f}"] for m in (single, staged)],
+        ["run", "requests", "wall s", "steady req/s at server", "of limit", "client CPU ms/request", "peak RSS MiB"],
+    )
+    if staged.requests != calls:
+        print(f"warning: {staged.requests} requests at the server, {calls} expected")
+    return {"limit": args.rate, "questions": args.questions, "single": single.__dict__, "two_stage": staged.__dict__}
+
+
 def print_table(title: str, rows: list[list[str]], header: list[str]) -> None:
     widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
     print(f"\n{title}")
@@ -191,6 +219,36 @@ def print_table(title: str, rows: list[list[str]], header: list[str]) -> None:
     print("  ".join("-" * w for w in widths))
     for row in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+COST_IMAGE_SIZE = (1773, 1330)  # a 4:3 photo at the default pixel budget (1536*1536 pixels)
+COST_ANSWER_TOKENS = 200  # assumed answer length; reasoning models also bill their reasoning as output
+
+
+def print_cost_table(images: int = 1000) -> list[dict[str, Any]]:
+    """Print what ``images`` images x one prompt cost online and through the Batch API, per model; return the rows."""
+    from vqa_distill.teacher.models import MODELS
+    from vqa_distill.teacher.pricing import estimate_cost
+    from vqa_distill.teacher.tokens import text_tokens
+
+    rows: list[dict[str, Any]] = []
+    for name, spec in MODELS.items():
+        if not spec.vision or spec.price is None or spec.price.input == 0:
+            continue
+        prompt = spec.image_tokens(*COST_IMAGE_SIZE, "auto") + text_tokens(PROMPT)
+        online = estimate_cost(name, prompt * images, COST_ANSWER_TOKENS * images) or 0.0
+        batch = estimate_cost(name, prompt * images, COST_ANSWER_TOKENS * images, batch=True) or 0.0
+        rows.append({"model": name, "images": images, "prompt_tokens_per_image": prompt,
+                     "completion_tokens_per_image": COST_ANSWER_TOKENS, "online_usd": online, "batch_usd": batch,
+                     "saving_usd": round(online - batch, 6)})  # fmt: skip
+    print_table(
+        f"cost of {images} images x 1 prompt ({COST_IMAGE_SIZE[0]}x{COST_IMAGE_SIZE[1]} photo, detail auto, "
+        f"{COST_ANSWER_TOKENS}-token answers), list prices of vqa_distill/teacher/models.py",
+        [[r["model"], r["images"], r["prompt_tokens_per_image"], r["completion_tokens_per_image"],
+          f"{r['online_usd']:.2f}", f"{r['batch_usd']:.2f}", f"{r['saving_usd']:.2f}"] for r in rows],
+        ["model", "images", "prompt tok/img", "completion tok/img", "online $", "batch $", "saving $"],
+    )
+    return rows
 
 
 def main() -> None:
@@ -202,7 +260,13 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--memory-images", type=int, default=0, help="also run the flow over this many images")
     parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--two-stage-images", type=int, default=200, help="images of the two-stage run (0: skip)")
+    parser.add_argument("--questions", type=int, default=5, help="questions per image in the two-stage run")
+    parser.add_argument("--costs", action="store_true", help="only print the online vs Batch API cost table")
     args = parser.parse_args()
+    if args.costs:
+        print_cost_table(args.images)
+        return
 
     from vqa_distill.offline_teacher.process import running_teacher_server
     from vqa_distill.ops.prefect_server import SERVER_SETTINGS, free_port, start_server
@@ -242,6 +306,8 @@ def main() -> None:
                  "prefect server CPU ms/img", "teacher CPU ms/img", "peak RSS MiB"],
             )
             results["rate"] = {"limit": args.rate, "bare": bare.__dict__, "flow": flow.__dict__}
+            if args.two_stage_images:
+                results["two_stage"] = two_stage(server, env, work, args, single=flow)
 
             # Orchestration overhead per image: the CPU the flow's process spends per image beyond the
             # bare loop's, with each process's fixed start-up cost taken out (a run over a few images).
@@ -298,6 +364,7 @@ def main() -> None:
                 results["memory"] = memory.__dict__
     finally:
         stop_process(prefect)
+    results["costs"] = print_cost_table(args.images)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -1,8 +1,10 @@
 """The ``generate`` flow: discover, skip what is paid for, ask the rest, build the dataset, publish.
 
 One ``ask-teacher`` task run per image x prompt, awaited together on this flow's event loop with a
-bound on runs in flight (docs/architecture.md says why not ``.map``). The flow ends Failed, saying
-how many, when any request failed, so the UI's Retry button re-asks just those.
+bound on runs in flight (docs/architecture.md says why not ``.map``). In questions mode each image x
+prompt gets an ``ask-questions`` run, then one ``ask-teacher`` run per question (and a ``judge-answer``
+run with a judge), under the same bound. The flow ends Failed, saying how many, when any request
+failed, so the UI's Retry button re-asks just those.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from pathlib import Path
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
-from prefect.tasks import exponential_backoff
 
+from flows.batch import submit_in_run
+from tasks.questions import question_stages
 from tasks.report import publish_run_artifacts
-from tasks.teacher import RETRY_JITTER_FACTOR, ask_teacher
-from vqa_distill.dataset.build import build_dataset
+from tasks.teacher import ask_teacher, with_retries
+from vqa_distill.dataset.qa_build import build_run_dataset
 from vqa_distill.errors import FatalRunError
 from vqa_distill.teacher.client import check_endpoint, make_client
 from vqa_distill.teacher.fanout import FanOutOutcome, ask_all
@@ -24,6 +27,7 @@ from vqa_distill.teacher.gate import RateGate
 from vqa_distill.teacher.ledger import Ledger
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.plan import RunPlan, plan_run
+from vqa_distill.teacher.qa_fanout import ask_in_stages
 from vqa_distill.teacher.resources import IMAGE_CACHE_SLACK, PreparedImages, TeacherResources, registered
 from vqa_distill.teacher.secrets import resolve_api_key
 from vqa_distill.teacher.summary import RunSummary, summarize, write_summary
@@ -38,14 +42,16 @@ async def ask_planned(plan: RunPlan, params: TeacherParams, ledger: Ledger) -> F
         ledger=ledger,
         images=PreparedImages(capacity=params.concurrency + IMAGE_CACHE_SLACK),
     )
-    ask = ask_teacher.with_options(
-        retries=params.max_retries,
-        retry_delay_seconds=exponential_backoff(backoff_factor=params.retry_delay),
-        retry_jitter_factor=RETRY_JITTER_FACTOR,
-    )
     async with registered(flow_run.id, resources):
         if params.preflight:
-            await check_endpoint(resources.client, params.model)
+            for model in dict.fromkeys(m for m in (params.model, params.judge_model) if m):
+                await check_endpoint(resources.client, model)
+        if plan.staged is not None:  # questions mode: per image, its questions, then their answers
+            stages = question_stages(params)
+            return await ask_in_stages(
+                plan.staged, stages, params, concurrency=params.concurrency, flow_run_id=flow_run.id, ledger=ledger
+            )
+        ask = with_retries(ask_teacher, params)
         return await ask_all(plan.to_ask, ask, concurrency=params.concurrency, flow_run_id=flow_run.id, ledger=ledger)
 
 
@@ -59,30 +65,32 @@ async def generate(params: TeacherParams, only_keys: list[str] | None = None) ->
         only_keys: Re-ask only these request keys (set by retry-failed); leave empty to ask every image.
     """
     logger = get_run_logger()
+    if params.batch:  # the Batch API: submit and return at once; collect-batches records the answers
+        return await submit_in_run(params, only_keys)
     with Ledger(params.out) as ledger:
         try:
             plan = plan_run(params, ledger, set(only_keys) if only_keys is not None else None)
             logger.info(
                 "%d images, %d requests: %d already answered, %d to ask",
-                len(plan.images), len(plan.requests), plan.already_answered, len(plan.to_ask),
+                len(plan.images), len(plan.requests), plan.already_answered, plan.pending,
             )  # fmt: skip
-            outcome = await ask_planned(plan, params, ledger) if plan.to_ask else FanOutOutcome()
+            outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
         except FatalRunError as exc:
             # Said once, plainly: a wrong key or endpoint is not a bug, a traceback would bury the reason.
             logger.error("%s", exc)
             return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
         ledger.export()
-        dataset = build_dataset(ledger, params.out, keys=plan.keys, val_ratio=params.val_ratio, seed=params.seed)
+        dataset = build_run_dataset(ledger, plan, params)
     summary = summarize(
         plan, out=str(Path(params.out).resolve()), model=params.model, fresh=outcome.fresh, cached=outcome.cached,
-        failures=outcome.failures, dataset=dataset, flow_run_id=flow_run.id,
+        failures=outcome.failures, dataset=dataset, flow_run_id=flow_run.id, discovered=outcome.discovered,
     )  # fmt: skip
     write_summary(params.out, summary)
     await publish_run_artifacts(summary)
     logger.info("answered now %d, failed %d, train rows %d", summary.answered_now, summary.failed, dataset.train_rows)
     if summary.failed:
         return Failed(  # type: ignore[return-value]
-            message=f"{summary.failed} of {len(plan.to_ask)} requests failed (see failed.jsonl in {params.out})",
+            message=f"{summary.failed} of {outcome.asked} requests failed (see failed.jsonl in {params.out})",
             data=summary,
         )
     return summary

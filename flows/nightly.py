@@ -54,10 +54,13 @@ async def nightly_refresh(
         raise ConfigError("train_when_changed needs the student options (at least model_id_or_path)")
     summary = await teacher_summary(await generate(teacher, return_state=True))
     asked = summary.requests - summary.already_answered - summary.not_asked
-    version = publish_version(Path(teacher.out), date.today())
+    # In batch mode the answers are not in yet: collect-batches publishes the version once they are.
+    version = None if teacher.batch else publish_version(Path(teacher.out), date.today())
     logger.info(
         "asked %d request(s); dataset %s", asked, f"changed: version {version.name}" if version else "unchanged"
     )
+    if teacher.batch:
+        logger.info("batch mode: collect-batches records the answers, publishes the version and trains when asked")
     result = NightlyResult(
         teacher=summary,
         asked=asked,

@@ -26,7 +26,7 @@ async def retry_failed(flow_run_id: str = LATEST) -> RunSummary:
     """
     logger = get_run_logger()
     run = await find_failed(flow_run_id)
-    params = teacher_params_of(run)
+    params = teacher_params_of(run).model_copy(update={"batch": False})  # a batch run's failures: online, now
     keys = keys_to_retry(params.out, run.flow_run_id, [image.file for image in run.images])
     logger.info(
         "teacher run %s (%s): %d failed image(s) listed, %d request(s) to re-ask into %s",

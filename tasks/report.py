@@ -6,15 +6,20 @@ by key, so skipping it would leave an old failure showing as the latest.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect import task
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from vqa_distill.dataset.review import review_markdown
 from vqa_distill.teacher.summary import RunSummary
 
 SUMMARY_KEY = "teacher-summary"
 FAILED_KEY = "teacher-failed-images"
 DATASET_KEY = "teacher-dataset"
+QUALITY_KEY = "teacher-quality"  # questions mode: rows kept and left out by reason, the judge's scores
+REVIEW_KEY = "teacher-review"  # where review.html is, and a few of its rows
 
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE)
@@ -47,3 +52,23 @@ async def publish_run_artifacts(summary: RunSummary) -> None:
             ]
         )
     await acreate_markdown_artifact(key=DATASET_KEY, markdown=markdown)
+    if dataset is not None and dataset.quality is not None:
+        await acreate_markdown_artifact(
+            key=QUALITY_KEY, markdown=dataset.quality.markdown(), description=f"rows left out: {dataset.rejected_path}"
+        )
+    if dataset is not None and dataset.review_path:
+        await acreate_markdown_artifact(
+            key=REVIEW_KEY, markdown=review_markdown(dataset.review_path, dataset.review_preview)
+        )
+
+
+BATCHES_KEY = "teacher-batches"
+
+
+@task(name="publish-batch-table", cache_policy=NO_CACHE)
+async def publish_batch_table(rows: list[dict[str, Any]]) -> None:
+    """Create the ``teacher-batches`` artifact: each Batch API batch, its status, counts and age."""
+    in_flight = sum(1 for row in rows if row["collected"] == "no")
+    await acreate_table_artifact(
+        key=BATCHES_KEY, table=rows, description=f"{len(rows)} batch(es), {in_flight} not collected yet"
+    )

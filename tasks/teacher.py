@@ -9,6 +9,7 @@ flow run retried from the UI returns finished answers without calling the API.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from prefect import Task, task
@@ -16,15 +17,20 @@ from prefect.client.schemas.objects import TaskRun
 from prefect.context import TaskRunContext
 from prefect.runtime import flow_run, task_run
 from prefect.states import State
+from prefect.tasks import exponential_backoff
 
 from vqa_distill.errors import TransientTeacherError
-from vqa_distill.teacher.client import ask
-from vqa_distill.teacher.ledger import utc_now
+from vqa_distill.teacher.client import TeacherAnswer, ask
+from vqa_distill.teacher.ledger import KIND_ANSWER, TeacherRecord, utc_now
 from vqa_distill.teacher.outcomes import answer_record, failure_record
+from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.request import TeacherRequest
 from vqa_distill.teacher.resources import resources_of
 
 RETRY_JITTER_FACTOR = 0.5  # delays vary by up to +-50%, so retries of a burst of 429s do not stampede
+
+# Turns an answer into the record to store: (request, answer, attempts=, flow_run_id=, started_at=).
+MakeRecord = Callable[..., TeacherRecord]
 
 
 def request_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -38,14 +44,49 @@ def retry_only_transient(task: Task[Any, Any], run: TaskRun, state: State[Any]) 
     return isinstance(state.data, TransientTeacherError)
 
 
+def run_label() -> str:
+    """Return what a run is about: its ``label`` (``<rel path> #k`` for a question) or its image's path."""
+    label: str | None = task_run.parameters.get("label")
+    request: TeacherRequest = task_run.parameters["request"]
+    return label or request.rel_path
+
+
 def task_run_name() -> str:
     """Name each run after its image's path in the folder, so the UI lists ``ask-teacher[line 2/cat_001.jpg]``.
 
     The full relative path, not the base name: ``failed`` and ``retry-failed`` read the image back
-    from this name, and ``a/x.jpg`` and ``b/x.jpg`` are two images.
+    from this name, and ``a/x.jpg`` and ``b/x.jpg`` are two images. A generated question adds its
+    number: ``ask-teacher[line 2/cat_001.jpg #3]``.
     """
-    request: TeacherRequest = task_run.parameters["request"]
-    return f"ask-teacher[{request.rel_path}]"
+    return f"ask-teacher[{run_label()}]"
+
+
+def with_retries(teacher_task: Task[Any, Any], params: TeacherParams) -> Task[Any, Any]:
+    """Return ``teacher_task`` retried per the run's parameters (exponential backoff with jitter)."""
+    return teacher_task.with_options(
+        retries=params.max_retries,
+        retry_delay_seconds=exponential_backoff(backoff_factor=params.retry_delay),
+        retry_jitter_factor=RETRY_JITTER_FACTOR,
+    )
+
+
+async def ask_and_record(request: TeacherRequest, make_record: MakeRecord, kind: str = KIND_ANSWER) -> dict[str, Any]:
+    """Ask one request with the flow run's live objects and store its outcome (a failure too) in the ledger."""
+    run_id = flow_run.id
+    runtime = resources_of(run_id)
+    started_at = utc_now()
+    attempt = task_run.run_count or 1
+    try:
+        image = await runtime.images.get(request)
+        answer: TeacherAnswer = await ask(runtime.client, runtime.gate, request, image)
+    except Exception as exc:
+        failure = failure_record(request, exc, attempts=attempt, flow_run_id=run_id, started_at=started_at)
+        failure.kind = kind
+        runtime.ledger.record(failure)
+        raise
+    record = make_record(request, answer, attempts=attempt, flow_run_id=run_id, started_at=started_at)
+    runtime.ledger.record(record)
+    return record.to_json()
 
 
 @task(
@@ -56,20 +97,9 @@ def task_run_name() -> str:
     persist_result=True,
     log_prints=False,
 )
-async def ask_teacher(request: TeacherRequest) -> dict[str, Any]:
-    """Ask the teacher one question about one image and record the outcome in the run's ledger."""
-    run_id = flow_run.id
-    runtime = resources_of(run_id)
-    started_at = utc_now()
-    attempt = task_run.run_count or 1
-    try:
-        image = await runtime.images.get(request)
-        answer = await ask(runtime.client, runtime.gate, request, image)
-    except Exception as exc:
-        runtime.ledger.record(
-            failure_record(request, exc, attempts=attempt, flow_run_id=run_id, started_at=started_at)
-        )
-        raise
-    record = answer_record(request, answer, attempts=attempt, flow_run_id=run_id, started_at=started_at)
-    runtime.ledger.record(record)
-    return record.to_json()
+async def ask_teacher(request: TeacherRequest, label: str | None = None) -> dict[str, Any]:
+    """Ask the teacher one question about one image and record the outcome in the run's ledger.
+
+    ``label`` names the run (``<rel path> #k`` for a generated question); it is not part of the cache key.
+    """
+    return await ask_and_record(request, answer_record)

@@ -27,7 +27,7 @@ from vqa_distill.supervisor import ManagedProcess, port_is_free, stop_process
 from vqa_distill.teacher.failed import file_of, keys_to_retry, reason_of
 from vqa_distill.teacher.ledger import Ledger, TeacherRecord
 
-DEPLOYMENTS = {"pipeline", "nightly-refresh", "train", "retry-failed", "generate"}
+DEPLOYMENTS = {"pipeline", "nightly-refresh", "train", "retry-failed", "generate", "collect-batches"}
 
 
 def prefect_yaml() -> dict[str, Any]:
@@ -40,11 +40,15 @@ def test_prefect_yaml_declares_the_deployments_on_their_pools() -> None:
     assert set(deployments) == DEPLOYMENTS
     pools = {name: d["work_pool"]["name"] for name, d in deployments.items()}
     assert pools == {"pipeline": CPU_POOL, "nightly-refresh": CPU_POOL, "train": GPU_POOL,
-                     "retry-failed": CPU_POOL, "generate": CPU_POOL}  # fmt: skip
+                     "retry-failed": CPU_POOL, "generate": CPU_POOL, "collect-batches": CPU_POOL}  # fmt: skip
     train = deployments["train"]
     assert "gpu" in train["tags"] and train["concurrency_limit"]["limit"] == 1
     [schedule] = deployments["nightly-refresh"]["schedules"]
     assert schedule["cron"] and schedule["timezone"] and schedule["active"]
+    [collect] = deployments["collect-batches"]["schedules"]
+    assert collect["interval"] == 15 * 60 and collect["active"]
+    assert deployments["nightly-refresh"]["parameters"]["teacher"]["batch"] is False
+    assert deployments["generate"]["parameters"]["params"]["batch"] is False
     for deployment in deployments.values():  # every entrypoint exists and names a flow
         path, function = deployment["entrypoint"].split(":")
         assert f"def {function}(" in (REPO_ROOT / path).read_text(encoding="utf-8")
@@ -62,7 +66,8 @@ def _leaves(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("entrypoint", ["flows.pipeline:pipeline", "flows.nightly:nightly_refresh",
-                                        "flows.retry_failed:retry_failed"])  # fmt: skip
+                                        "flows.retry_failed:retry_failed", "flows.batch:collect_batches",
+                                        "flows.batch:submit_batches"])  # fmt: skip
 def test_every_parameter_has_a_description_for_the_ui_form(entrypoint: str) -> None:
     import importlib
 
@@ -78,11 +83,14 @@ def test_every_parameter_has_a_description_for_the_ui_form(entrypoint: str) -> N
 def test_the_deployment_defaults_are_valid_parameters() -> None:
     from prefect.utilities.callables import parameter_schema
 
+    from flows.batch import collect_batches
+    from flows.generate import generate
     from flows.nightly import nightly_refresh
     from flows.pipeline import pipeline
 
     deployments = {d["name"]: d for d in prefect_yaml()["deployments"]}
-    for flow, name in ((pipeline, "pipeline"), (nightly_refresh, "nightly-refresh")):
+    for flow, name in ((pipeline, "pipeline"), (nightly_refresh, "nightly-refresh"),
+                       (collect_batches, "collect-batches"), (generate, "generate")):  # fmt: skip
         flow.validate_parameters(deployments[name]["parameters"])  # raises on a bad default
         required = set(parameter_schema(flow).model_dump_for_openapi().get("required", []))
         assert required <= set(deployments[name]["parameters"]), name

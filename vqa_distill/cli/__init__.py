@@ -14,6 +14,7 @@ from collections.abc import Sequence
 # Each module exposes ``register(subparsers) -> None`` and sets ``func(args) -> int`` on its parsers.
 COMMAND_MODULES = (
     "vqa_distill.cli.teacher",
+    "vqa_distill.cli.batch",
     "vqa_distill.cli.offline_teacher",
     "vqa_distill.cli.student",
     "vqa_distill.cli.ops",

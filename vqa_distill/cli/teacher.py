@@ -54,12 +54,38 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-pixels", "--max_pixels", dest="max_pixels", type=int,
         help="downscale images to at most this many pixels before sending (default 1536*1536)")
     add("--detail", choices=["auto", "low", "high"], help="image detail level (default auto)")
-    add("--temperature", type=float, help="sampling temperature")
-    add("--max-tokens", "--max_tokens", dest="max_tokens", type=int, help="answer length cap (default 1024)")
+    add("--temperature", type=float, help="sampling temperature (not sent to reasoning models)")
+    add("--max-tokens", "--max_tokens", dest="max_tokens", type=int,
+        help="answer length cap (default 1024; sent as max_completion_tokens to reasoning models)")
+    add("--reasoning-effort", "--reasoning_effort", dest="reasoning_effort",
+        choices=["minimal", "low", "medium", "high"],
+        help="reasoning effort, sent to reasoning models only (o-series and gpt-5; minimal is gpt-5's, "
+        "o-series get low)")
+    add("--max-retry-after", "--max_retry_after", dest="max_retry_after", type=float,
+        help="longest wait in seconds the endpoint may ask for (Retry-After, rate-limit reset); a longer "
+        "one fails the attempt, which is retried per --max-retries (default 60)")
     add("--val-ratio", "--val_ratio", dest="val_ratio", type=float, help="share of images held out in val.jsonl")
     add("--seed", type=int, help="seed of the train/val split (default 42)")
+    add("--questions", type=int,
+        help="have the teacher write N questions per image x prompt (the prompt guides them), then answer each "
+        "on its own; default: each prompt is the question")
+    add("--question-style", "--question_style", dest="question_style",
+        choices=["mixed", "conversation", "detail", "reasoning"],
+        help="kind of questions: conversation (short facts), detail (descriptions), reasoning (why, what if), "
+        "or mixed (default)")
+    add("--conversation", dest="conversation", action="store_const", const=True,
+        help="one multi-turn row per image (its questions in turn) instead of one row per question")
+    add("--judge-model", "--judge_model", dest="judge_model",
+        help="model that scores every (image, question, answer) from 1 to 5 (scores are cached like answers)")
+    add("--min-score", "--min_score", dest="min_score", type=int,
+        help="leave out rows the judge scored lower (1-5; needs --judge-model)")
+    add("--review", type=int,
+        help="rows sampled into review.html in the run folder, with thumbnails (default 50; 0: no page)")
     add("--no-preflight", dest="preflight", action="store_const", const=False,
-        help="skip the one-call check of endpoint, key and model")
+        help="skip the check of endpoint, key and model (GET /models/{model}, else one tiny call)")
+    add("--batch", action="store_const", const=True,
+        help="submit through the Batch API (half price, answers within 24 h) and return at once with the batch "
+        "ids; `vqa-distill collect` records the answers and builds the dataset")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--verbose", "-v", action="store_true",
         help="print every task run's log line here too (the Prefect UI always has them)")
@@ -127,6 +153,10 @@ def run_generate(args: argparse.Namespace) -> int:
 
         shutil.copyfile(Path(params.out) / "responses.jsonl", args.output_json_path)
     print_summary(outcome.summary)
+    if outcome.summary.batch is not None:
+        from vqa_distill.cli.batch import print_submitted
+
+        print_submitted(outcome.summary)
     return EXIT_SOME_FAILED if outcome.summary.failed else EXIT_OK
 
 
@@ -149,12 +179,23 @@ def print_summary(summary: Any) -> None:
         for item in summary.failed_items:
             failed.add_row(item.image, item.status, str(item.attempts), item.reason)
         console.print(failed)
+    dataset = summary.dataset
+    if dataset is not None and dataset.quality is not None:
+        gates = Table(title=f"quality gates (rows left out: {dataset.rejected_path})")
+        gates.add_column("rows")
+        gates.add_column("count", justify="right")
+        gates.add_row("kept", str(dataset.quality.kept))
+        for reason, count in sorted(dataset.quality.rejected.items()):
+            gates.add_row(f"left out: {reason}", str(count))
+        console.print(gates)
+    if dataset is not None and dataset.review_path:
+        console.print(f"review page: {dataset.review_path}")
 
 
 def run_dataset(args: argparse.Namespace) -> int:
     """Rebuild the dataset from the ledger alone: no call is made."""
     from vqa_distill.dataset.build import build_dataset
-    from vqa_distill.teacher.ledger import LEDGER_FILE, Ledger
+    from vqa_distill.teacher.ledger import KIND_QUESTIONS, LEDGER_FILE, Ledger
 
     if not (Path(args.out) / LEDGER_FILE).is_file():
         print(f"error: no {LEDGER_FILE} in {args.out}", file=sys.stderr)
@@ -162,5 +203,11 @@ def run_dataset(args: argparse.Namespace) -> int:
     with Ledger(args.out) as ledger:
         ledger.export()
         report = build_dataset(ledger, args.out, val_ratio=args.val_ratio, seed=args.seed)
+        if any(record.kind == KIND_QUESTIONS for record in ledger.records()):
+            print(
+                "warning: this run folder holds generated questions: its rows were rebuilt from every answer, "
+                "without the quality gates; rerun `generate` with the same options to apply them (it asks nothing)",
+                file=sys.stderr,
+            )
     print(report.model_dump_json(indent=2))
     return EXIT_OK

@@ -15,8 +15,10 @@ import pandas as pd
 from pydantic import BaseModel
 
 from vqa_distill.atomic import atomic_write_lines, atomic_write_text
+from vqa_distill.dataset.quality import QualityReport
+from vqa_distill.dataset.review import ReviewEntry, preview, write_review
 from vqa_distill.dataset.rows import dumps_row, make_row, row_problems
-from vqa_distill.teacher.ledger import STATUS_ANSWERED, Ledger
+from vqa_distill.teacher.ledger import KIND_ANSWER, STATUS_ANSWERED, Ledger
 
 TRAIN_FILE = "train.jsonl"
 VAL_FILE = "val.jsonl"
@@ -37,6 +39,10 @@ class DatasetReport(BaseModel):
     answer_words_mean: float
     answer_words_max: int
     invalid_reasons: list[str] = []
+    quality: QualityReport | None = None  # questions mode: what the gates kept and left out
+    rejected_path: str | None = None  # questions mode: every row left out, with its reason
+    review_path: str | None = None  # review.html, when asked for
+    review_preview: list[dict[str, Any]] = []  # the first rows of the review page's sample
 
 
 def answered_table(ledger: Ledger, keys: Iterable[str] | None = None) -> pd.DataFrame:
@@ -53,7 +59,7 @@ def answered_table(ledger: Ledger, keys: Iterable[str] | None = None) -> pd.Data
             "updated_at": r.updated_at,
         }
         for r in ledger.records(STATUS_ANSWERED)
-        if wanted is None or r.key in wanted
+        if r.kind == KIND_ANSWER and (wanted is None or r.key in wanted)
     ]
     columns = ["key", "sha256", "image_path", "prompt", "system", "answer", "updated_at"]
     return pd.DataFrame(rows, columns=columns)
@@ -87,10 +93,46 @@ def split_by_image(table: pd.DataFrame, val_ratio: float, seed: int) -> tuple[pd
     return table[~in_val], table[in_val]
 
 
-def build_dataset(
-    ledger: Ledger, out_dir: str | Path, *, keys: Iterable[str] | None = None, val_ratio: float = 0.0, seed: int = 42
+def write_splits(out: Path, table: pd.DataFrame, val_ratio: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split ``table`` (its ``row`` and ``sha256`` columns) by image and write train.jsonl (+ val.jsonl)."""
+    train, val = split_by_image(table, val_ratio, seed)
+    atomic_write_lines(out / TRAIN_FILE, (dumps_row(row) for row in train["row"]))
+    if val_ratio > 0:
+        atomic_write_lines(out / VAL_FILE, (dumps_row(row) for row in val["row"]))
+    else:
+        (out / VAL_FILE).unlink(missing_ok=True)
+    return train, val
+
+
+def attach_review(
+    report: DatasetReport, out: Path, entries: list[ReviewEntry], review: int | None, seed: int
 ) -> DatasetReport:
-    """Write train.jsonl (+ val.jsonl) and dataset_stats.json under ``out_dir``; return the report."""
+    """Write review.html from ``entries`` when ``review`` rows are asked for (0: remove it; None: leave it)."""
+    if review is None:
+        return report
+    path = write_review(out, entries, review, seed)
+    if path is not None:
+        report.review_path = str(path.resolve())
+        report.review_preview = preview(entries, review, seed)
+    return report
+
+
+def write_stats(out: Path, report: DatasetReport) -> DatasetReport:
+    """Write dataset_stats.json (the report) atomically and return the report."""
+    atomic_write_text(out / STATS_FILE, json.dumps(report.model_dump(), indent=2, ensure_ascii=False))
+    return report
+
+
+def build_dataset(
+    ledger: Ledger,
+    out_dir: str | Path,
+    *,
+    keys: Iterable[str] | None = None,
+    val_ratio: float = 0.0,
+    seed: int = 42,
+    review: int | None = None,
+) -> DatasetReport:
+    """Write train.jsonl (+ val.jsonl), dataset_stats.json and, with ``review`` rows, review.html; return the report."""
     out = Path(out_dir)
     table = to_rows(answered_table(ledger, keys))
     has_problems = table["problems"].map(bool).astype(bool)  # a boolean mask even when the table is empty
@@ -100,14 +142,9 @@ def build_dataset(
     deduped = valid.drop_duplicates(subset=["sha256", "prompt", "system"], keep="last").sort_values(
         ["image_path", "prompt"], kind="stable"
     )
-    train, val = split_by_image(deduped, val_ratio, seed)
+    train, val = write_splits(out, deduped, val_ratio, seed)
     train_path = out / TRAIN_FILE
     val_path = out / VAL_FILE
-    atomic_write_lines(train_path, (dumps_row(row) for row in train["row"]))
-    if val_ratio > 0:
-        atomic_write_lines(val_path, (dumps_row(row) for row in val["row"]))
-    else:
-        val_path.unlink(missing_ok=True)
     words = deduped["answer"].str.split().str.len() if len(deduped) else pd.Series([0])
     report = DatasetReport(
         train_path=str(train_path.resolve()),
@@ -122,8 +159,11 @@ def build_dataset(
         answer_words_max=int(words.max()),
         invalid_reasons=[f"{p}: {'; '.join(r)}" for p, r in zip(invalid["image_path"], invalid["problems"], strict=True)],
     )
-    atomic_write_text(out / STATS_FILE, json.dumps(report.model_dump(), indent=2, ensure_ascii=False))
-    return report
+    entries = [
+        ReviewEntry(image_path=path, question=prompt, answer=answer)
+        for path, prompt, answer in zip(deduped["image_path"], deduped["prompt"], deduped["answer"], strict=True)
+    ]
+    return write_stats(out, attach_review(report, out, entries, review, seed))
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

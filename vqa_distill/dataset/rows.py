@@ -25,6 +25,21 @@ def make_row(*, image_path: str, prompt: str, answer: str, system: str | None = 
     return {"messages": messages, "images": [image_path]}
 
 
+def make_conversation_row(
+    *, image_path: str, turns: Sequence[tuple[str, str]], system: str | None = None
+) -> dict[str, Any]:
+    """Return one multi-turn row about one image: the image tag opens the first user turn only.
+
+    ms-swift (and the student's preflight) count one ``<image>`` per entry of ``images``; later turns
+    ask about the same image without repeating it, as LLaVA's conversation data does.
+    """
+    messages: list[dict[str, str]] = [{"role": "system", "content": system}] if system else []
+    for number, (question, answer) in enumerate(turns):
+        messages.append({"role": "user", "content": f"{IMAGE_TAG}{question}" if number == 0 else question})
+        messages.append({"role": "assistant", "content": answer})
+    return {"messages": messages, "images": [image_path]}
+
+
 def row_format(row: Any) -> str:
     """Name the row's format as ms-swift would detect it (``messages``, ``query-response``, ...)."""
     if not isinstance(row, dict):

@@ -6,7 +6,9 @@ POST /v1/chat/completions    non-streaming chat completions (text + base64 data-
 GET  /v1/models              the configured model list (needs the key)                         model_routes.py
 GET  /v1/models/{model}      one model, or 404 model_not_found (needs the key)                 model_routes.py
 GET  /health                 liveness, never needs a key                                       model_routes.py
-*    /_admin/...             stats, reset, faults, latency, limits                             admin.py
+*    /v1/files...            upload, list, retrieve, content, delete (the Batch API's files)   files_api.py
+*    /v1/batches...          create, retrieve, cancel, list batches                            batch_api.py
+*    /_admin/...             stats, reset, faults, latency, limits, batches                    admin.py, batch_api.py
 ```
 Starlette rather than FastAPI: the routes are few and parse their own bodies, and the lighter stack
 keeps hundreds of concurrent requests cheap.
@@ -30,12 +32,28 @@ from vqa_distill.offline_teacher.admin import (
     admin_faults,
     admin_latency,
     admin_limits,
-    admin_reset,
     admin_stats,
     http_error,
 )
+from vqa_distill.offline_teacher.batch_api import (
+    admin_batches,
+    admin_reset_all,
+    cancel_batch,
+    create_batch,
+    list_batches,
+    retrieve_batch,
+)
+from vqa_distill.offline_teacher.batch_store import BatchStore
 from vqa_distill.offline_teacher.chat import chat_completions
 from vqa_distill.offline_teacher.config import LISTEN_BACKLOG, ServerConfig
+from vqa_distill.offline_teacher.files_api import (
+    delete_file,
+    file_content,
+    get_file,
+    keyed,
+    list_files,
+    upload_file,
+)
 from vqa_distill.offline_teacher.middleware import RequestIdMiddleware
 from vqa_distill.offline_teacher.model_routes import get_model, health, list_models
 from vqa_distill.offline_teacher.state import TeacherState
@@ -48,6 +66,7 @@ KEEP_ALIVE_S = 75  # longer than clients' idle expiry (httpx: 5 s), so the clien
 def create_app(config: ServerConfig | None = None) -> Starlette:
     """Build the ASGI app for ``config``; the decode thread pool lives as long as the app's lifespan."""
     state = TeacherState.from_config(config or ServerConfig())
+    batches = BatchStore()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -55,6 +74,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         try:
             yield
         finally:
+            batches.reset()  # stops the batches still running
             state.executor.shutdown(wait=False, cancel_futures=True)
             state.executor = None
 
@@ -62,9 +82,19 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Route("/v1/chat/completions", chat_completions, methods=["POST"]),
         Route("/v1/models", list_models, methods=["GET"]),
         Route("/v1/models/{model:path}", get_model, methods=["GET"]),
+        Route("/v1/files", keyed(upload_file), methods=["POST"]),
+        Route("/v1/files", keyed(list_files), methods=["GET"]),
+        Route("/v1/files/{file_id}", keyed(get_file), methods=["GET"]),
+        Route("/v1/files/{file_id}", keyed(delete_file), methods=["DELETE"]),
+        Route("/v1/files/{file_id}/content", keyed(file_content), methods=["GET"]),
+        Route("/v1/batches", keyed(create_batch), methods=["POST"]),
+        Route("/v1/batches", keyed(list_batches), methods=["GET"]),
+        Route("/v1/batches/{batch_id}", keyed(retrieve_batch), methods=["GET"]),
+        Route("/v1/batches/{batch_id}/cancel", keyed(cancel_batch), methods=["POST"]),
         Route("/health", health, methods=["GET"]),
         Route("/_admin/stats", admin(admin_stats), methods=["GET"]),
-        Route("/_admin/reset", admin(admin_reset), methods=["POST"]),
+        Route("/_admin/reset", admin(admin_reset_all), methods=["POST"]),
+        Route("/_admin/batches", admin(admin_batches), methods=["GET", "PUT"]),
         Route("/_admin/faults", admin(admin_faults), methods=["GET", "PUT"]),
         Route("/_admin/latency", admin(admin_latency), methods=["GET", "PUT"]),
         Route("/_admin/limits", admin(admin_limits), methods=["GET", "PUT"]),
@@ -76,6 +106,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         lifespan=lifespan,
     )
     app.state.teacher = state
+    app.state.batch_store = batches
     return app
 
 

@@ -18,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from vqa_distill.offline_teacher import billing
-from vqa_distill.offline_teacher.answers import ImageFeatures, compose_answer, measure
+from vqa_distill.offline_teacher.answers import ImageFeatures, measure
 from vqa_distill.offline_teacher.faults import HTTP_FAULT_STATUS, RETRY_AFTER_KINDS, FaultRule, RequestView
 from vqa_distill.offline_teacher.images import DecodedImage, ImageRejected, decode_image_url
 from vqa_distill.offline_teacher.model_rules import parameter_error
+from vqa_distill.offline_teacher.replies import purpose_of, reply
 from vqa_distill.offline_teacher.schema import (
     ChatRequest,
     ImagePart,
@@ -34,6 +35,7 @@ from vqa_distill.offline_teacher.schema import (
 )
 from vqa_distill.offline_teacher.state import TeacherState, get_state, request_id
 from vqa_distill.offline_teacher.stats import RequestRecord
+from vqa_distill.offline_teacher.structured import ResponseFormat, response_format_of
 
 DISCONNECT_POLL_S = 0.25  # how often a "timeout" fault checks whether the client gave up
 STATUS_CLIENT_CLOSED = 499  # recorded (never sent) when the client hung up before the answer
@@ -177,10 +179,13 @@ async def chat_completions(request: Request) -> Response:
     refused = parameter_error(chat, body)
     if refused is not None:
         return ex.done(refused)
-    return await _answer(request, ex, chat)
+    response_format = response_format_of(chat)
+    if isinstance(response_format, str):
+        return ex.done(openai_error(400, response_format, param="response_format", code="invalid_value"))
+    return await _answer(request, ex, chat, response_format)
 
 
-async def _answer(request: Request, ex: Exchange, chat: ChatRequest) -> Response:
+async def _answer(request: Request, ex: Exchange, chat: ChatRequest, response_format: ResponseFormat) -> Response:
     """Decode the images, apply the rate limits and faults, and answer a request already found valid."""
     state, rec = ex.state, ex.rec
     try:
@@ -213,6 +218,7 @@ async def _answer(request: Request, ex: Exchange, chat: ChatRequest) -> Response
         system=parsed.system,
         fingerprints=rec["fingerprints"],
         image_sizes=tuple((i.width, i.height) for i in images),
+        purpose=purpose_of(response_format),
     )
     fault = state.injector.pick(view)
     rec["fault"] = fault.kind if fault else None
@@ -231,7 +237,7 @@ async def _answer(request: Request, ex: Exchange, chat: ChatRequest) -> Response
     if fault is not None and fault.kind == "bad_json":
         return ex.done(Response(BAD_JSON_BODY, status_code=200, media_type="application/json"))
 
-    answer = compose_answer([f for _, f in decoded], parsed.user_text, parsed.system)
+    answer = reply(response_format, [f for _, f in decoded], parsed.user_text, parsed.system, fault)
     content, finish = shape_answer(answer, chat.output_cap, fault)
     completion_tokens = billing.text_tokens(content or "")
     body_out = completion_body(chat.model, content, finish, prompt_tokens, completion_tokens)

@@ -29,7 +29,20 @@ FaultKind = Literal[
     "content_filter",  # finish_reason "content_filter" and null content
     "empty",  # finish_reason "stop" and empty content
     "timeout",  # the answer comes only after delay_s (longer than any client timeout)
+    "refuse",  # a plain answer becomes an apology and a refusal
+    "canned_answer",  # a plain answer becomes the same boilerplate sentence every time
+    "duplicate_questions",  # a list of questions repeats its first one, reworded
+    "low_score",  # a judge's score is the lowest the schema allows
+    "imageless",  # a judge says the question can be answered without the image
 ]
+# Faults that shape one kind of answer only (replies.purpose_of): they neither match nor count elsewhere.
+FAULT_PURPOSE: dict[str, str] = {
+    "refuse": "text",
+    "canned_answer": "text",
+    "duplicate_questions": "questions",
+    "low_score": "judge",
+    "imageless": "judge",
+}
 HTTP_FAULT_STATUS: dict[str, int] = {"429": 429, "500": 500, "502": 502, "503": 503, "400": 400}
 RETRY_AFTER_KINDS = frozenset({"429", "503"})
 DEFAULT_TIMEOUT_DELAY_S = 600.0
@@ -63,6 +76,7 @@ class RequestView:
     system: str
     fingerprints: tuple[str, ...] = ()
     image_sizes: tuple[tuple[int, int], ...] = ()
+    purpose: str = "text"  # what the request asks for: text, questions, judge or json
 
     @property
     def key(self) -> str:
@@ -73,6 +87,8 @@ class RequestView:
 
 def rule_matches(rule: FaultRule, request: RequestView) -> bool:
     """Return whether every filter of ``rule`` accepts ``request``."""
+    if FAULT_PURPOSE.get(rule.kind, request.purpose) != request.purpose:
+        return False
     if rule.match_model is not None and rule.match_model != request.model:
         return False
     if rule.match_text is not None and rule.match_text not in request.user_text:

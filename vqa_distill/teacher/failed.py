@@ -173,6 +173,8 @@ async def find_failed(ref: str) -> FailedRun:
             raise FatalRunError(f"cannot reach the Prefect API at {client.api_url}: {exc}") from exc
     parameters = dict(run.parameters or {})
     out = (parameters.get("params") or {}).get("out")
+    if (parameters.get("params") or {}).get("batch"):  # batch lines have no task run: the ledger says
+        images = merge_failed(images, batch_failures(out, str(run.id)))
     return FailedRun(
         flow_run_id=str(run.id),
         flow_run_name=run.name,
@@ -181,6 +183,29 @@ async def find_failed(ref: str) -> FailedRun:
         images=images,
         parameters=parameters,
     )
+
+
+def batch_failures(out: str | None, flow_run_id: str) -> list[FailedImage]:
+    """Return the failed records of a Batch API run, by image, from its ledger (none when not on this machine)."""
+    if not out or not (Path(out) / LEDGER_FILE).is_file():
+        return []
+    with Ledger(out) as ledger:
+        return [
+            FailedImage(
+                file=record.rel_path,
+                reason=f"{record.error_class}: {record.error_message}"
+                + (f" (batch {record.batch_id})" if record.batch_id else ""),
+                attempts=max(record.attempts, 1),
+                task_run_id="",
+            )
+            for record in ledger.failed_in_run(flow_run_id)
+        ]
+
+
+def merge_failed(images: list[FailedImage], more: list[FailedImage]) -> list[FailedImage]:
+    """Add ``more`` failed images to ``images`` (an image listed once), sorted by file."""
+    listed = {image.file for image in images}
+    return sorted([*images, *(image for image in more if image.file not in listed)], key=lambda image: image.file)
 
 
 def teacher_params_of(run: FailedRun) -> TeacherParams:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vqa_distill import progress
-from vqa_distill.teacher.ledger import STATUS_FAILED, Ledger, TeacherRecord, utc_now
+from vqa_distill.teacher.ledger import KIND_ANSWER, STATUS_FAILED, Ledger, TeacherRecord, utc_now
 from vqa_distill.teacher.outcomes import failure_record
 from vqa_distill.teacher.request import TeacherRequest
 
@@ -22,11 +22,21 @@ AskOne = Callable[[TeacherRequest], Awaitable[dict[str, Any]]]
 
 @dataclass
 class FanOutOutcome:
-    """What the fan-out produced: fresh records (paid by this run), cache hits, and failed records."""
+    """What the fan-out produced: fresh records (paid by this run), cache hits, and failed records.
+
+    ``discovered`` counts requests that were not known when the run was planned (in questions mode,
+    the answers to questions written during the run, and their judgements).
+    """
 
     fresh: list[TeacherRecord] = field(default_factory=list)
     cached: int = 0
     failures: list[TeacherRecord] = field(default_factory=list)
+    discovered: int = 0
+
+    @property
+    def asked(self) -> int:
+        """Requests this run asked for (paid now, found in the cache, or failed)."""
+        return len(self.fresh) + self.cached + len(self.failures)
 
 
 async def ask_all(
@@ -72,9 +82,13 @@ def file_answer(
     outcome.cached += 1
 
 
-def failure_of(request: TeacherRequest, ledger: Ledger, error: BaseException, flow_run_id: str | None) -> TeacherRecord:
+def failure_of(
+    request: TeacherRequest, ledger: Ledger, error: BaseException, flow_run_id: str | None, kind: str = KIND_ANSWER
+) -> TeacherRecord:
     """Return the failure the task recorded, or one made from the error when the task died first."""
     failed = ledger.get(request.key)
     if failed is not None and failed.status == STATUS_FAILED:
         return failed
-    return failure_record(request, error, attempts=1, flow_run_id=flow_run_id, started_at=utc_now())
+    record = failure_record(request, error, attempts=1, flow_run_id=flow_run_id, started_at=utc_now())
+    record.kind = kind
+    return record

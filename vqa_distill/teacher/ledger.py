@@ -26,7 +26,12 @@ FAILED_FILE = "failed.jsonl"
 STATUS_ANSWERED = "answered"  # a usable answer (finish_reason "stop", non-empty)
 STATUS_UNUSABLE = "unusable"  # paid for, but truncated, filtered or empty: kept out of the dataset
 STATUS_FAILED = "failed"  # no answer: the error class and message say why
+STATUS_SUBMITTED = "submitted"  # in a Batch API batch not finished yet: not asked again meanwhile
 DONE_STATUSES = (STATUS_ANSWERED, STATUS_UNUSABLE)
+
+KIND_ANSWER = "answer"  # an answer to a prompt or to a generated question: a dataset row
+KIND_QUESTIONS = "questions"  # a list of questions generated for one image x prompt (JSON in ``answer``)
+KIND_JUDGE = "judge"  # a judge's score of one (image, question, answer) (JSON in ``answer``)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -61,11 +66,15 @@ CREATE TABLE IF NOT EXISTS file_hashes (
 );
 """
 
-# Insert, or update a failed record; a done record is final (the WHERE guards it).
+# Columns added after the first ledger files were written (name -> SQL type): opening an older
+# ledger adds them, so every ledger file has the same columns.
+ADDED_COLUMNS = {"batch_id": "TEXT", "kind": "TEXT NOT NULL DEFAULT 'answer'"}
+
+# Insert, or update a failed or submitted record; a done record is final (the WHERE guards it).
 _UPSERT = """
 INSERT INTO records ({columns}) VALUES ({placeholders})
 ON CONFLICT(key) DO UPDATE SET {updates}, created_at = records.created_at
-WHERE records.status = 'failed'
+WHERE records.status IN ('failed', 'submitted')
 """
 
 
@@ -99,6 +108,8 @@ class TeacherRecord:
     flow_run_id: str | None = None
     created_at: str = field(default_factory=utc_now)
     updated_at: str = field(default_factory=utc_now)
+    batch_id: str | None = None  # the Batch API batch that carries (submitted) or answered the request
+    kind: str = KIND_ANSWER  # KIND_ANSWER, KIND_QUESTIONS (a question set) or KIND_JUDGE (a judge's score)
 
     def to_json(self) -> dict[str, Any]:
         """Return the record as a JSON-ready dict (the export format of responses/failed files)."""
@@ -125,6 +136,7 @@ class Ledger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps it atomic
         self._db.executescript(_SCHEMA)
+        self._add_columns()
 
     def close(self) -> None:
         """Close the connection (the WAL is checkpointed by SQLite)."""
@@ -161,6 +173,11 @@ class Ledger:
         ).fetchone()
         return row["sha256"] if row else None
 
+    def keys_with_status(self, *statuses: str) -> set[str]:
+        """Return the keys whose records have one of ``statuses`` (no record is decoded)."""
+        marks = ", ".join("?" * len(statuses))
+        return {row["key"] for row in self._db.execute(f"SELECT key FROM records WHERE status IN ({marks})", statuses)}
+
     def done_keys(self) -> set[str]:
         """Return the keys that were answered (usable or not): these are never asked again."""
         rows = self._db.execute("SELECT key FROM records WHERE status IN (?, ?)", DONE_STATUSES)
@@ -175,6 +192,10 @@ class Ledger:
     def get(self, key: str) -> TeacherRecord | None:
         """Return the record of one key, if any."""
         return next((r for r in self._records_where("key = ?", (key,))), None)
+
+    def in_batch(self, batch_id: str) -> list[TeacherRecord]:
+        """Return the records a Batch API batch carries (submitted) or answered."""
+        return list(self._records_where("batch_id = ?", (batch_id,)))
 
     def failed_in_run(self, flow_run_id: str) -> list[TeacherRecord]:
         """Return the records still failed whose last attempt belonged to the given flow run."""
@@ -199,6 +220,15 @@ class Ledger:
             values["params"] = json.loads(values["params"])
             yield TeacherRecord(**values)
 
+    def _add_columns(self) -> None:
+        """Add the columns of ADDED_COLUMNS an older ledger file lacks (idempotent, safe across processes)."""
+        with _Transaction(self._db, "BEGIN IMMEDIATE"):  # re-read under the write lock: one process adds
+            have = {row["name"] for row in self._db.execute("PRAGMA table_info(records)")}
+            for name, sql_type in ADDED_COLUMNS.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE records ADD COLUMN {name} {sql_type}")
+            self._db.execute("CREATE INDEX IF NOT EXISTS records_batch ON records(batch_id)")
+
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
@@ -206,11 +236,12 @@ class Ledger:
 class _Transaction:
     """BEGIN/COMMIT around a batch of writes (the connection is in autocommit mode otherwise)."""
 
-    def __init__(self, db: sqlite3.Connection):
+    def __init__(self, db: sqlite3.Connection, begin: str = "BEGIN"):
         self._db = db
+        self._begin = begin
 
     def __enter__(self) -> None:
-        self._db.execute("BEGIN")
+        self._db.execute(self._begin)
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         self._db.execute("ROLLBACK" if exc_type else "COMMIT")

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from vqa_distill.atomic import atomic_write_text
 from vqa_distill.dataset.build import DatasetReport
+from vqa_distill.teacher.batch_summary import BatchSummary
 from vqa_distill.teacher.ledger import STATUS_UNUSABLE, TeacherRecord
 from vqa_distill.teacher.plan import RunPlan
 from vqa_distill.teacher.pricing import estimate_cost
@@ -45,6 +46,7 @@ class RunSummary(BaseModel):
     failed_items: list[FailedItem]
     dataset: DatasetReport | None = None
     flow_run_id: str | None = None
+    batch: BatchSummary | None = None  # set by a Batch API submit or collect
 
     def table_rows(self) -> list[dict[str, Any]]:
         """Return the summary as metric/value rows (the artifact and the CLI print this)."""
@@ -65,6 +67,8 @@ class RunSummary(BaseModel):
         ]
         if self.dataset:
             rows += [("train rows", self.dataset.train_rows), ("val rows", self.dataset.val_rows)]
+        if self.batch is not None:
+            rows += self.batch.table_rows()
         return [{"metric": name, "value": str(value)} for name, value in rows]
 
 
@@ -78,8 +82,13 @@ def summarize(
     failures: list[TeacherRecord],
     dataset: DatasetReport | None,
     flow_run_id: str | None,
+    discovered: int = 0,
 ) -> RunSummary:
-    """Combine the plan, this run's fresh answers (paid now), cache hits and failures into a summary."""
+    """Combine the plan, this run's fresh answers (paid now), cache hits and failures into a summary.
+
+    ``discovered`` counts requests first known during the run (questions mode: answers to the questions
+    written now, and their judgements); they count as requests of the run.
+    """
     prompt_tokens = sum(r.prompt_tokens or 0 for r in fresh)
     completion_tokens = sum(r.completion_tokens or 0 for r in fresh)
     unusable = [r for r in fresh if r.status == STATUS_UNUSABLE]
@@ -100,12 +109,12 @@ def summarize(
         images_found=len(plan.images),
         files_skipped=len(plan.skipped),
         duplicate_files=len(plan.duplicate_files),
-        requests=len(plan.requests),
+        requests=len(plan.requests) + discovered,
         answered_now=len(fresh) - len(unusable),
         already_answered=plan.already_answered + cached,
         failed=len(failures),
         unusable=len(unusable),
-        not_asked=len(plan.requests) - plan.already_answered - asked,
+        not_asked=len(plan.requests) + discovered - plan.already_answered - asked,
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
         estimated_cost_usd=estimate_cost(model, prompt_tokens, completion_tokens),
