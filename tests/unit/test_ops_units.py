@@ -177,6 +177,9 @@ def test_a_dataset_is_versioned_only_when_it_changed(tmp_path: Path) -> None:
 def test_failed_task_runs_are_parsed_into_file_and_reason() -> None:
     assert file_of("ask-teacher[odd 01.png]") == "odd 01.png"
     assert file_of("ask-teacher[line 2/a/x.jpg]") == "line 2/a/x.jpg"
+    assert file_of("ask-teacher[a/x.jpg #3]") == "a/x.jpg"
+    assert file_of("ask-questions[a/x.jpg]") == file_of("judge-answer[a/x.jpg #12]") == "a/x.jpg"
+    assert file_of("ask-teacher[photo #2.jpg]") == "photo #2.jpg"
     assert file_of("train[tiny]") is None
     message = "Task run encountered an exception PermanentTeacherError: HTTP 400: bad image"
     assert reason_of(message) == "PermanentTeacherError: HTTP 400: bad image"

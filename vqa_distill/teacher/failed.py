@@ -29,7 +29,8 @@ LATEST = "latest"
 PAGE_SIZE = 200  # the server's default page limit; failures are read page by page
 FAILED_STATE_TYPES = ("FAILED", "CRASHED")
 
-_TASK_RUN_NAME = re.compile(r"^ask-teacher\[(?P<file>.*)\]$")
+# ask-teacher[<path>], ask-teacher[<path> #k] (a generated question), ask-questions[<path>], judge-answer[<path> #k]
+_TASK_RUN_NAME = re.compile(r"^(?:ask-teacher|ask-questions|judge-answer)\[(?P<file>.*?)(?: #\d+)?\]$")
 # Prefect prefixes a failed task's message with this; the rest is "ErrorClass: what the API said".
 _PREFECT_PREFIX = "Task run encountered an exception "
 
@@ -63,7 +64,7 @@ class FailedRun:
 
 
 def file_of(task_run_name: str) -> str | None:
-    """Return the image's relative path named by an ``ask-teacher[<path>]`` task run, else None."""
+    """Return the image's relative path named by a teacher-stage task run (``ask-teacher[<path> #k]``...), else None."""
     match = _TASK_RUN_NAME.match(task_run_name)
     return match.group("file") if match else None
 
