@@ -18,7 +18,7 @@ from flows.generate import generate
 from tests.support.batch_helpers import fast_batches, server_batches, sync_client, wait_batches_final
 from tests.support.helpers import chat_requests, generate_args, make_images, params_for, run_cli
 from vqa_distill.dataset.build import read_jsonl
-from vqa_distill.errors import EXIT_OK, EXIT_SOME_FAILED
+from vqa_distill.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
 from vqa_distill.flow_state import run_flow
 from vqa_distill.teacher.batch_clients import BatchClients
 from vqa_distill.teacher.batch_files import MAX_BYTES_ENV, batch_line
@@ -96,6 +96,8 @@ def test_an_expired_batch_keeps_its_answers_and_the_rest_is_asked_again_once(
         left = {r.key for r in ledger.records(STATUS_FAILED)}
         assert {r.error_class for r in ledger.records(STATUS_FAILED)} == {"BatchExpired"}
     assert len(read_jsonl(tmp_path / "run" / "failed.jsonl")) == 3
+    listing = run_cli("batches", "--out", str(tmp_path / "run"))
+    assert listing.returncode == EXIT_SOME_FAILED and "expired" in listing.stdout  # a batch expired
 
     fast_batches(teacher)
     resubmitted = submit(params)
@@ -236,6 +238,12 @@ def test_line_errors_are_listed_by_image_and_retried_online(
     images = json.loads(listing.stdout)["images"]
     assert [i["file"] for i in images] == ["odd_000.png", "odd_001.png"] and all(
         "HTTP 400" in i["reason"] for i in images
+    )
+
+    nowhere = run_cli("collect", "--out", str(tmp_path / "nowhere"))
+    assert (
+        nowhere.returncode == EXIT_FATAL
+        and nowhere.stderr.strip() == f"error: no ledger.sqlite in {tmp_path / 'nowhere'}"
     )
 
     teacher.set_faults([])

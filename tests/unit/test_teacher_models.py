@@ -7,6 +7,7 @@ from them), never read back from the table under test.
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -285,3 +286,19 @@ def test_params_validate_the_new_fields() -> None:
         TeacherParams(images="i", out="o", reasoning_effort="extreme")  # type: ignore[arg-type]
     with pytest.raises(ValidationError):
         TeacherParams(images="i", out="o", max_retry_after=-1)
+
+
+def test_cli_flags_and_config_keys_reach_the_params(tmp_path: Path) -> None:
+    import argparse
+
+    from vqa_distill.cli.teacher import add_generate_arguments, params_from_args
+
+    parser = argparse.ArgumentParser()
+    add_generate_arguments(parser)
+    flags = ["--images", "i", "--out", "o", "--prompt", "x", "--reasoning-effort", "low", "--max-retry-after", "5"]
+    params = params_from_args(parser.parse_args(flags))
+    assert params.reasoning_effort == "low" and params.max_retry_after == 5.0
+    config = tmp_path / "teacher.toml"
+    config.write_text('images = "i"\nout = "o"\nreasoning-effort = "high"\nmax_retry_after = 0\n', encoding="utf-8")
+    params = params_from_args(parser.parse_args(["--config", str(config), "--prompt", "x"]))
+    assert params.reasoning_effort == "high" and params.max_retry_after == 0.0

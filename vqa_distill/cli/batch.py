@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from vqa_distill.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
@@ -81,6 +82,13 @@ def _fail(message: object) -> int:
     return EXIT_FATAL
 
 
+def _missing_ledger(args: argparse.Namespace) -> str | None:
+    """Return the first ``--out`` folder without a ledger (a typo, or a folder on another machine), or None."""
+    from vqa_distill.teacher.ledger import LEDGER_FILE
+
+    return next((out for out in args.out or [] if not (Path(out) / LEDGER_FILE).is_file()), None)
+
+
 def _uses_secret_block(args: argparse.Namespace) -> bool:
     """Tell whether a key comes from a Prefect Secret block (then the command needs the Prefect API)."""
     from vqa_distill.teacher.batch_listing import secret_blocks
@@ -108,6 +116,8 @@ def run_batches(args: argparse.Namespace) -> int:
     from vqa_distill.errors import FatalRunError
     from vqa_distill.teacher.batch_listing import has_problems
 
+    if missing := _missing_ledger(args):
+        return _fail(f"no ledger.sqlite in {missing}")
     try:
         if _uses_secret_block(args):
             from vqa_distill.cli.prefect_api import use_prefect_api
@@ -158,6 +168,8 @@ def run_collect(args: argparse.Namespace) -> int:
     from vqa_distill.cli.prefect_api import use_prefect_api
     from vqa_distill.errors import FatalRunError
 
+    if missing := _missing_ledger(args):
+        return _fail(f"no ledger.sqlite in {missing}")
     try:
         use_prefect_api()
     except FatalRunError as exc:

@@ -1,9 +1,10 @@
 """One batch input file: its validation, and the answer to each line by the same logic as online chat.
 
 A line is answered with chat.py's own pieces, in its order (request shape, model rules, response
-format, image decoding, billing, fault rules, reply, answer shaping), so a batch answer equals the online answer to the same
-body. What online mode adds is left out on purpose: batch lines do not count against the online
-RPM/TPM limits, wait no simulated latency, and do not appear in the online request stats.
+format, image decoding, billing, fault rules, reply, answer shaping), so a batch answer equals the
+online answer to the same body. What online mode adds is left out on purpose: batch lines do not
+count against the online RPM/TPM limits, wait no simulated latency, and do not appear in the online
+request stats.
 """
 
 from __future__ import annotations
