@@ -13,6 +13,7 @@ from pydantic import BaseModel
 
 from flows.generate import generate
 from flows.handoff import teacher_summary, train_student
+from vqa_distill.errors import ConfigError
 from vqa_distill.student.handoff import DEFAULT_HAND_OFF, HandOff, StudentOptions, TrainOutcome, dataset_files
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.summary import RunSummary
@@ -38,6 +39,10 @@ async def pipeline(
         hand_off: Where training runs: on the GPU pool (default) or in this flow run.
     """
     logger = get_run_logger()
+    if teacher.batch:  # answers arrive within 24 h: training now would use only what is already answered
+        message = "the pipeline trains right after asking; for batch mode run generate with batch, then collect-batches"
+        logger.error(message)
+        return Failed(message=message, data=ConfigError(message))  # type: ignore[return-value]
     summary = await teacher_summary(await generate(teacher, return_state=True))
     if summary.failed and not (train and hand_off.despite_failed_images):
         return Failed(  # type: ignore[return-value]

@@ -27,6 +27,7 @@ from typing import Any
 
 from vqa_distill.errors import FatalRunError
 from vqa_distill.teacher.ledger import STATUS_FAILED, STATUS_SUBMITTED, Ledger, TeacherRecord, utc_now
+from vqa_distill.teacher.outcomes import base_record
 from vqa_distill.teacher.request import TeacherRequest
 
 LOCK_FILE = "batches.lock"
@@ -280,19 +281,6 @@ class _Immediate:
 
 def _submitted(request: TeacherRequest, row: BatchRow, now: str) -> TeacherRecord:
     """Return the ``submitted`` record of a request carried by the claimed part ``row``."""
-    return TeacherRecord(
-        key=request.key,
-        status=STATUS_SUBMITTED,
-        image_path=request.image_path,
-        rel_path=request.rel_path,
-        sha256=request.sha256,
-        prompt=request.prompt,
-        system=request.system,
-        model=request.model,
-        params=dict(request.params),
-        attempts=0,
-        flow_run_id=row.flow_run_id,
-        created_at=now,
-        updated_at=now,
-        batch_id=row.tag,
-    )
+    record = base_record(request, 0, row.flow_run_id, now, status=STATUS_SUBMITTED)
+    record.updated_at, record.batch_id = now, row.tag
+    return record

@@ -10,10 +10,13 @@ from vqa_distill.teacher.request import TeacherRequest
 USABLE_FINISH_REASONS = frozenset({"stop", None})
 
 
-def _base(request: TeacherRequest, attempts: int, flow_run_id: str | None, started_at: str) -> TeacherRecord:
+def base_record(
+    request: TeacherRequest, attempts: int, flow_run_id: str | None, started_at: str, status: str = STATUS_FAILED
+) -> TeacherRecord:
+    """Return the record of ``request`` with what every outcome shares: what was asked, by which run, when."""
     return TeacherRecord(
         key=request.key,
-        status=STATUS_FAILED,
+        status=status,
         image_path=request.image_path,
         rel_path=request.rel_path,
         sha256=request.sha256,
@@ -31,7 +34,7 @@ def answer_record(
     request: TeacherRequest, answer: TeacherAnswer, *, attempts: int, flow_run_id: str | None, started_at: str
 ) -> TeacherRecord:
     """Record an answer: usable when it finished normally and says something, else 'unusable' with why."""
-    record = _base(request, attempts, flow_run_id, started_at)
+    record = base_record(request, attempts, flow_run_id, started_at)
     record.answer = answer.text
     record.finish_reason = answer.finish_reason
     record.prompt_tokens = answer.prompt_tokens
@@ -55,7 +58,7 @@ def failure_record(
     request: TeacherRequest, error: BaseException, *, attempts: int, flow_run_id: str | None, started_at: str
 ) -> TeacherRecord:
     """Record a failed attempt with the error's class, message and HTTP status (when there was one)."""
-    record = _base(request, attempts, flow_run_id, started_at)
+    record = base_record(request, attempts, flow_run_id, started_at)
     record.error_class = type(error).__name__
     record.error_message = str(error) or type(error).__name__
     if isinstance(error, TeacherError):
