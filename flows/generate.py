@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from flows.batch import submit_in_run
+from flows.batch_submit import submit_in_run
 from tasks.questions import question_stages
 from tasks.report import publish_run_artifacts
 from tasks.teacher import ask_teacher, with_retries

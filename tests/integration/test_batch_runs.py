@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from flows.batch import collect_batches
+from flows.batch_collect import collect_batches
 from flows.generate import generate
 from tests.support.batch_helpers import fast_batches, server_batches, sync_client, wait_batches_final
 from tests.support.helpers import chat_requests, generate_args, make_images, params_for, run_cli

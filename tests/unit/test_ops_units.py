@@ -66,8 +66,8 @@ def _leaves(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 
 @pytest.mark.parametrize("entrypoint", ["flows.pipeline:pipeline", "flows.nightly:nightly_refresh",
-                                        "flows.retry_failed:retry_failed", "flows.batch:collect_batches",
-                                        "flows.batch:submit_batches"])  # fmt: skip
+                                        "flows.retry_failed:retry_failed", "flows.batch_collect:collect_batches",
+                                        "flows.batch_submit:submit_batches"])  # fmt: skip
 def test_every_parameter_has_a_description_for_the_ui_form(entrypoint: str) -> None:
     import importlib
 
@@ -83,7 +83,7 @@ def test_every_parameter_has_a_description_for_the_ui_form(entrypoint: str) -> N
 def test_the_deployment_defaults_are_valid_parameters() -> None:
     from prefect.utilities.callables import parameter_schema
 
-    from flows.batch import collect_batches
+    from flows.batch_collect import collect_batches
     from flows.generate import generate
     from flows.nightly import nightly_refresh
     from flows.pipeline import pipeline

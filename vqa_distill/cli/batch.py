@@ -174,7 +174,7 @@ def run_collect(args: argparse.Namespace) -> int:
         use_prefect_api()
     except FatalRunError as exc:
         return _fail(exc)
-    from flows.batch import collect_batches
+    from flows.batch_collect import collect_batches
     from vqa_distill.cli.teacher import print_summary
     from vqa_distill.flow_state import run_flow
     from vqa_distill.teacher.batch_listing import stored_rows

@@ -1,0 +1,93 @@
+"""The ``collect-batches`` flow, on a 15-minute schedule: record finished batches, rebuild, publish, maybe train.
+
+A short run: it records the finished batches in each run folder's ledger, rebuilds its dataset and
+artifacts, publishes a dated version when it changed, and trains on it when asked.
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import Failed
+from pydantic import BaseModel
+
+from flows.handoff import train_student
+from tasks.report import publish_batch_table, publish_run_artifacts
+from vqa_distill.dataset.versions import publish_version
+from vqa_distill.errors import ConfigError, FatalRunError
+from vqa_distill.student.handoff import DEFAULT_HAND_OFF, HandOff, StudentOptions, TrainOutcome
+from vqa_distill.teacher.batch_clients import BatchClients
+from vqa_distill.teacher.batch_collect import collect_run, has_batches
+from vqa_distill.teacher.batch_listing import discover_run_folders, stored_rows
+from vqa_distill.teacher.summary import RunSummary, write_summary
+
+
+class CollectedRun(BaseModel):
+    """One run folder's collect: its summary, the new dataset version (None: unchanged), the training run."""
+
+    summary: RunSummary
+    version: str | None = None
+    training: TrainOutcome | None = None
+
+
+async def publish_collected(
+    out: str, summary: RunSummary, publish_versions: bool, train_when_changed: bool,
+    student: StudentOptions | None, hand_off: HandOff,
+) -> CollectedRun:
+    """Write a collected run's summary and artifacts, publish its version, and train on it when asked."""
+    write_summary(out, summary)
+    await publish_run_artifacts(summary)
+    version = publish_version(Path(out), date.today()) if publish_versions else None
+    run = CollectedRun(summary=summary, version=version.name if version else None)
+    if version and train_when_changed and student is not None and (not summary.failed or hand_off.despite_failed_images):
+        val = str(version.val_file) if version.val_file else None
+        run.training = await train_student(student.for_dataset(str(version.train_file), val, out), hand_off)
+    return run
+
+
+@flow(name="collect-batches", validate_parameters=True)
+async def collect_batches(
+    outs: list[str] | None = None,
+    base_url: str | None = None,
+    api_key_block: str | None = None,
+    publish_versions: bool = False,
+    train_when_changed: bool = False,
+    student: StudentOptions | None = None,
+    hand_off: HandOff = DEFAULT_HAND_OFF,
+) -> list[CollectedRun]:
+    """Record every finished batch of the run folders in their ledgers and rebuild their datasets.
+
+    Args:
+        outs: Run folders to collect; empty: every folder named by the endpoint's batches that is on this worker.
+        base_url: The endpoint to list batches at when outs is empty (each batch remembers its own endpoint).
+        api_key_block: Prefect Secret block with the API key for that listing (else OPENAI_API_KEY).
+        publish_versions: Publish a changed dataset as <out>/versions/<date> (as nightly-refresh does).
+        train_when_changed: Fine-tune the student on each new version (needs student and publish_versions).
+        student: Training options, needed only with train_when_changed.
+        hand_off: Where training runs: on the GPU pool (default) or in this flow run.
+    """
+    logger = get_run_logger()
+    if train_when_changed and (student is None or not publish_versions):
+        raise ConfigError("train_when_changed needs the student options and publish_versions")
+    clients, runs = BatchClients(), []
+    try:
+        folders = outs or await discover_run_folders(await clients.get(base_url, api_key_block))
+        for out in [folder for folder in folders if has_batches(folder)]:
+            summary = await collect_run(out, clients.get, flow_run_id=flow_run.id)
+            if summary is not None:
+                runs.append(await publish_collected(out, summary, publish_versions, train_when_changed, student, hand_off))
+    except FatalRunError as exc:
+        logger.error("%s", exc)
+        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+    finally:
+        await clients.aclose()
+    await publish_batch_table([row for out in folders for row in stored_rows(out)])
+    logger.info("collected %d run folder(s) of %d", len(runs), len(folders))
+    failed = sum(run.summary.failed for run in runs)
+    if failed:
+        message = f"{failed} batch request(s) failed or were not run (see failed.jsonl)"
+        return Failed(message=message, data=runs)  # type: ignore[return-value]
+    return runs
