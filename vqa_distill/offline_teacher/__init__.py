@@ -8,7 +8,10 @@ Modules: ``app`` (assembly and serving), ``chat``, ``model_routes`` and ``admin`
 ``model_rules`` (parameters each model accepts), ``billing`` (tokens per model), ``families`` (model
 name matching), ``limits`` (RPM/TPM), ``answers`` (answer text), ``images`` (data-URL decoding),
 ``faults`` (fault rules), ``stats`` (request records), ``config`` (settings), ``process`` (start/stop
-as a child process), ``main`` (the command line). Importing this package imports none of them.
+as a child process), ``main`` (the command line); structured outputs: ``structured`` (an instance of
+any JSON schema), ``questions`` and ``replies`` (questions, answers and judge scores tied to the
+image); the Batch API: ``files_api``, ``batch_api``, ``batch_store``, ``batch_lines``,
+``batch_runner``. Importing this package imports none of them.
 """
 
 from __future__ import annotations
