@@ -16,7 +16,8 @@ from vqa_distill.student import training
 from vqa_distill.student.model_resolve import resolve_model
 from vqa_distill.student.params import TrainParams
 from vqa_distill.student.pixels import choose_pixel_budget
-from vqa_distill.student.preflight import TokenCounter, check_files, load_token_counter, run_preflight
+from vqa_distill.student.preflight import check_files, run_preflight
+from vqa_distill.student.token_count import TokenCounter, load_token_counter
 
 MAX_LENGTH = 400  # a small image row is ~100 tokens; the large image below is ~1,800
 

@@ -10,30 +10,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from vqa_distill.dataset.rows import dumps_row, row_format, row_problems
-from vqa_distill.errors import DatasetError, ModelNotFoundError
-from vqa_distill.student.model_resolve import ResolvedModel
+from vqa_distill.errors import DatasetError
 from vqa_distill.student.pixels import PixelBudget, fitting_max_pixels
+from vqa_distill.student.token_count import TokenCount, TokenCounter
 
 EXPECTED_FORMAT = "messages"
 MAX_REPORTED = 20  # issues listed in an error message; the report keeps all of them
-
-
-class TokenCount(NamedTuple):
-    """A row's tokens: all of them, and how many of those stand for its images."""
-
-    total: int
-    image: int = 0
-
-
-# A counter takes a row (images already decoded to PIL) and returns its token count (a plain int: no
-# image share known, so no --max_pixels can be suggested for it).
-TokenCounter = Callable[[dict[str, Any]], TokenCount | int]
 
 
 @dataclass(frozen=True)
@@ -220,34 +208,6 @@ def _open_image(path: Any) -> tuple[Any, str]:
             return image.convert("RGB"), ""
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         return None, f"cannot be decoded ({type(exc).__name__}): {path}"
-
-
-def load_token_counter(model: ResolvedModel, *, system: str, max_pixels: int | None) -> TokenCounter:
-    """Build a counter from the model's own processor and ms-swift template (no weights are loaded)."""
-    try:
-        from swift import get_processor, get_template
-
-        processor = get_processor(model.model, model_type=model.model_type)
-        template = get_template(
-            processor,
-            default_system=system,
-            template_type=model.template,
-            max_length=None,
-            truncation_strategy="raise",
-            max_pixels=max_pixels,
-        )
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelNotFoundError(f"cannot load the processor of {model.model!r}: {exc}") from exc
-    template.max_length = None  # count, do not truncate or raise
-    template.set_mode("train")
-    image_token_id = getattr(template, "image_token_id", None)
-
-    def count(row: dict[str, Any]) -> TokenCount:
-        input_ids = template.encode(row)["input_ids"]
-        image = sum(1 for token in input_ids if token == image_token_id) if image_token_id is not None else 0
-        return TokenCount(len(input_ids), image)
-
-    return count
 
 
 def max_pixels_hint(report: PreflightReport, *, max_length: int, pixels: PixelBudget | None) -> str:

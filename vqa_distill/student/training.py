@@ -29,8 +29,9 @@ from vqa_distill.student.infer_worker import InferModel, InferSpec, worker_argv
 from vqa_distill.student.model_resolve import ResolvedModel, resolve_model
 from vqa_distill.student.params import TrainParams
 from vqa_distill.student.pixels import PixelBudget, choose_pixel_budget
-from vqa_distill.student.preflight import load_token_counter, run_preflight
+from vqa_distill.student.preflight import run_preflight
 from vqa_distill.student.results import TrainSummary, read_summary
+from vqa_distill.student.token_count import load_token_counter
 
 LineSink = Callable[[str], None]
 SFT_LOG = "swift-sft.log"
