@@ -49,6 +49,7 @@ def test_a_missing_block_is_one_plain_line_naming_it(ops_stack: OpsStack, teache
     done = ops_stack.cli(*generate_args(tmp_path / "images", tmp_path / "cli-run", teacher.base_url,
                                         "--api-key-block", "no-such-block"))  # fmt: skip
     assert done.returncode == EXIT_FATAL
-    assert done.stderr.strip().splitlines()[-1].startswith("error: Prefect Secret block 'no-such-block' not found")
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: Prefect Secret block 'no-such-block' not found")
     assert "Traceback" not in done.stderr
     assert chat_requests(teacher.stats()) == []
