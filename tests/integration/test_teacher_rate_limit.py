@@ -59,7 +59,8 @@ def test_tokens_per_minute_stay_under_the_limit(tmp_path: Path, teacher: Any, ap
     tpm = 30_000
     make_images(tmp_path / "images", 10)
     params = params_for(
-        tmp_path / "images", tmp_path / "out", teacher.base_url, tpm=tpm, rpm=100_000, concurrency=10, max_tokens=150
+        tmp_path / "images", tmp_path / "out", teacher.base_url, tpm=tpm, rpm=100_000, concurrency=10, max_tokens=150,
+        model="gpt-4o",  # 85 + 170 per tile: a 64x48 picture is 255 tokens (gpt-4o-mini bills 8,500)
     )
     run_generate_flow(params, show_progress=False)
     requests = sorted(chat_requests(teacher.stats()), key=lambda r: r["t"])

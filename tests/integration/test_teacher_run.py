@@ -109,7 +109,8 @@ def test_wrong_key_stops_the_run_before_any_image_is_sent(tmp_path: Path, teache
     assert "refused the API key" in result.stderr
     assert "sk-wrong-key-0123456789abcdef" not in result.stdout + result.stderr
     stats = teacher.stats()
-    assert chat_requests(stats) == [] and stats["totals"]["requests"] == 1  # just the preflight
+    # Just the preflight, which costs nothing: GET /v1/models/{model}, no chat completion at all.
+    assert stats["totals"]["requests"] == 0 and stats["totals"]["other_paths"] == {"/v1/models/{model}": 1}
 
 
 def test_unreachable_endpoint_and_unknown_model_are_fatal_with_their_own_message(
