@@ -1,7 +1,7 @@
 """Benchmark the teacher stage against the offline server: rate kept, orchestration overhead, memory.
 
 Each scenario runs twice in the same session, side by side:
-  bare  - a plain asyncio + AsyncOpenAI loop (semaphore + the same aiolimiter bucket), no Prefect, no ledger
+  bare  - a plain asyncio + AsyncOpenAI loop (semaphore + the same rate gate), no Prefect, no ledger
   flow  - ``vqa-distill generate`` (Prefect flow, one task run per image, ledger, artifacts)
 both in their own process, so peak RSS and CPU seconds are each one's own.
 

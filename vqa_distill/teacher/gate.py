@@ -18,6 +18,10 @@ Three things decide when a request may go:
    each second. A wait the endpoint imposes that is longer than ``max_retry_after`` is not waited:
    the request fails as a transient error at once and the task's retry policy decides.
 
+The buckets are not aiolimiter's: its bucket cannot change its rate after a 429, take a charge
+beyond capacity when ``usage`` exceeds the estimate, or run on a clock a test drives; those three are
+what this gate is for, and its bucket is the 20 lines of ``LeakyBucket``.
+
 Every pause of a second or more is one log line: the Prefect run logger inside a run, else ``logging``.
 The gate is bound to one event loop (its lock is), so one is made per loop. Time comes from a
 ``Clock``, so tests can drive it without sleeping.

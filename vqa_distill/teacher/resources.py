@@ -2,8 +2,8 @@
 
 Task arguments must stay plain data (Prefect hashes and displays them) and the secret must never be
 one, so the flow registers these objects under its flow run id and each task run looks them up by
-the same id. They belong to the flow run's event loop: an AsyncOpenAI client and an aiolimiter
-bucket must not cross loops, and a flow run has one loop.
+the same id. They belong to the flow run's event loop: an AsyncOpenAI client and the rate
+gate's lock must not cross loops, and a flow run has one loop.
 """
 
 from __future__ import annotations
