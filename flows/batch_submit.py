@@ -16,7 +16,7 @@ from vqa_distill.errors import FatalRunError
 from vqa_distill.teacher.batch_clients import BatchClients
 from vqa_distill.teacher.batch_listing import stored_rows
 from vqa_distill.teacher.batch_submit import submit_run, submit_summary
-from vqa_distill.teacher.client import check_endpoint
+from vqa_distill.teacher.endpoint_check import check_endpoint
 from vqa_distill.teacher.ledger import Ledger
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.summary import RunSummary, write_summary

@@ -21,7 +21,8 @@ from tasks.report import publish_run_artifacts
 from tasks.teacher import ask_teacher, with_retries
 from vqa_distill.dataset.qa_build import build_run_dataset
 from vqa_distill.errors import FatalRunError
-from vqa_distill.teacher.client import check_endpoint, make_client
+from vqa_distill.teacher.client import make_client
+from vqa_distill.teacher.endpoint_check import check_endpoint
 from vqa_distill.teacher.fanout import FanOutOutcome, ask_all
 from vqa_distill.teacher.gate import RateGate
 from vqa_distill.teacher.ledger import Ledger

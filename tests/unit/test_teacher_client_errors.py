@@ -27,7 +27,8 @@ from vqa_distill.errors import (
     TeacherUnreachableError,
     TransientTeacherError,
 )
-from vqa_distill.teacher.client import ask, check_endpoint, parse_retry_after, translate_error
+from vqa_distill.teacher.client import ask, parse_retry_after, translate_error
+from vqa_distill.teacher.endpoint_check import check_endpoint
 from vqa_distill.teacher.gate import RateGate
 from vqa_distill.teacher.imaging import PreparedImage
 from vqa_distill.teacher.request import TeacherRequest

@@ -41,7 +41,6 @@ from vqa_distill.teacher.batch_results import (
 )
 from vqa_distill.teacher.batch_submit import Recovery, recover_interrupted
 from vqa_distill.teacher.batch_summary import BatchSummary, batch_costs
-from vqa_distill.teacher.gate import run_logger
 from vqa_distill.teacher.ledger import (
     DONE_STATUSES,
     LEDGER_FILE,
@@ -53,6 +52,7 @@ from vqa_distill.teacher.ledger import (
 )
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.plan import RunPlan, plan_run
+from vqa_distill.teacher.run_log import run_logger
 from vqa_distill.teacher.summary import RunSummary, summarize
 
 ClientFor = Callable[[str | None, str | None], Awaitable[AsyncOpenAI]]  # (base_url, api_key_block) -> client

@@ -30,11 +30,11 @@ from vqa_distill.teacher.batch_remote import (
     upload_part,
 )
 from vqa_distill.teacher.batch_summary import BatchSummary, mean_kib
-from vqa_distill.teacher.gate import run_logger
 from vqa_distill.teacher.ledger import Ledger, TeacherRecord
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.plan import RunPlan, plan_run
 from vqa_distill.teacher.resources import IMAGE_CACHE_SLACK, PreparedImages
+from vqa_distill.teacher.run_log import run_logger
 from vqa_distill.teacher.summary import RunSummary, summarize
 
 UPLOAD_FOLDER_PREFIX = ".batch-upload-"  # input files are written next to the ledger, then removed

@@ -24,29 +24,22 @@ from typing import Any
 
 import openai
 from openai import AsyncOpenAI, DefaultAioHttpClient
-from openai.types import Model
 
 from vqa_distill.errors import (
     PermanentTeacherError,
-    TeacherAuthError,
     TeacherError,
-    TeacherModelError,
-    TeacherUnreachableError,
     TransientTeacherError,
 )
-from vqa_distill.teacher.gate import Admission, RateGate, run_logger
+from vqa_distill.teacher.gate import Admission, RateGate
 from vqa_distill.teacher.imaging import PreparedImage
 from vqa_distill.teacher.models import ModelSpec, model_spec
 from vqa_distill.teacher.request import TeacherRequest
+from vqa_distill.teacher.run_log import run_logger
 from vqa_distill.teacher.tokens import text_tokens
 
 TRANSIENT_STATUS_CODES = frozenset({408, 409, 429})
 ROUTE_NOT_SERVED_STATUS_CODES = frozenset({404, 405, 501})  # the endpoint has no GET /models/{model}
-MODEL_NOT_FOUND_CODE = "model_not_found"
 MAX_ERROR_MESSAGE_CHARS = 500
-CHECK_PROMPT = "Reply with OK."
-CHECK_OUTPUT_CAP = 1  # tokens: the fallback check only needs the endpoint to accept the call
-CHECK_REASONING_OUTPUT_CAP = 16  # tokens: reasoning models may refuse a cap too small to answer in
 REDACTED = "[REDACTED]"
 
 _WARNED: set[tuple[str, str]] = set()  # (what, model) already warned about in this process
@@ -199,92 +192,12 @@ def _failed(exc: Exception, client: AsyncOpenAI, gate: RateGate, admission: Admi
     return error
 
 
-async def check_endpoint(client: AsyncOpenAI, model: str) -> None:
-    """Check key, endpoint and model before a run; raise a FatalRunError saying which one is wrong.
-
-    Asks ``GET /models/{model}``, which costs nothing. An endpoint that does not serve that route
-    (404 without ``model_not_found``, 405, 501, or an answer that is not a model) gets one minimal
-    chat call instead, sent as the model's rules require.
-    """
-    try:
-        found = await client.models.retrieve(model)
-        if isinstance(found, Model):  # not a proxy's page served with 200
-            return
-    except openai.AuthenticationError as exc:
-        raise _key_refused(client, exc) from None
-    except openai.PermissionDeniedError as exc:
-        raise _model_refused(client, model, exc) from None
-    except openai.APIConnectionError as exc:  # timeouts included
-        raise _unreachable(client, exc) from None
-    except openai.NotFoundError as exc:
-        if _error_code(exc) == MODEL_NOT_FOUND_CODE:
-            raise _model_unknown(client, model) from None
-    except Exception:  # any other answer says nothing decisive: ask the chat route instead
-        pass
-    await _check_with_chat_call(client, model)
-
-
-async def _check_with_chat_call(client: AsyncOpenAI, model: str) -> None:
-    """Make one tiny text-only call, as the model's rules require; raise a FatalRunError when it says no."""
-    spec = rules_for(model)
-    cap: dict[str, Any] = {
-        spec.output_cap_parameter: CHECK_REASONING_OUTPUT_CAP if spec.reasoning else CHECK_OUTPUT_CAP
-    }
-    try:
-        await client.chat.completions.create(
-            model=model, messages=[{"role": "user", "content": CHECK_PROMPT}], **cap
-        )
-    except openai.AuthenticationError as exc:
-        raise _key_refused(client, exc) from None
-    except openai.PermissionDeniedError as exc:
-        raise _model_refused(client, model, exc) from None
-    except openai.NotFoundError:
-        raise _model_unknown(client, model) from None
-    except openai.APIConnectionError as exc:
-        raise _unreachable(client, exc) from None
-    except Exception as exc:
-        error = translate_error(exc, api_key=client.api_key)
-        if isinstance(error, PermanentTeacherError):
-            raise TeacherModelError(
-                redact(f"the endpoint rejected a test call for model {model!r}: {error}", client.api_key)
-            ) from None
-        # A transient error (429, 5xx) says the endpoint and key work: go on.
-
-
-def _key_refused(client: AsyncOpenAI, exc: openai.APIStatusError) -> TeacherAuthError:
-    return TeacherAuthError(
-        redact(
-            f"the endpoint {client.base_url} refused the API key (HTTP {exc.status_code}): "
-            "check OPENAI_API_KEY or the Secret block",
-            client.api_key,
-        )
-    )
-
-
-def _model_refused(client: AsyncOpenAI, model: str, exc: openai.APIStatusError) -> TeacherAuthError:
-    return TeacherAuthError(
-        redact(f"the API key may not use model {model!r} at {client.base_url} (HTTP {exc.status_code})", client.api_key)
-    )
-
-
-def _model_unknown(client: AsyncOpenAI, model: str) -> TeacherModelError:
-    return TeacherModelError(
-        redact(f"the endpoint {client.base_url} does not serve model {model!r} (HTTP 404)", client.api_key)
-    )
-
-
-def _unreachable(client: AsyncOpenAI, exc: openai.APIConnectionError) -> TeacherUnreachableError:
-    return TeacherUnreachableError(
-        redact(f"cannot reach the endpoint {client.base_url}: {_connection_reason(exc)}", client.api_key)
-    )
-
-
 def translate_error(exc: BaseException, *, api_key: str | None = None) -> TeacherError:
     """Map an exception from the openai client to a TeacherError with a short, key-free message."""
     if isinstance(exc, openai.APITimeoutError):
         return TransientTeacherError("the request timed out")
     if isinstance(exc, openai.APIConnectionError):
-        return TransientTeacherError(f"connection failed: {_connection_reason(exc)}")
+        return TransientTeacherError(f"connection failed: {connection_reason(exc)}")
     if isinstance(exc, openai.APIStatusError):
         status = exc.status_code
         message = redact(f"HTTP {status}: {_api_message(exc)}", api_key)
@@ -344,7 +257,7 @@ def _api_message(exc: openai.APIStatusError) -> str:
     return (exc.message or exc.response.reason_phrase or "error")[:MAX_ERROR_MESSAGE_CHARS]
 
 
-def _error_code(exc: openai.APIStatusError) -> str | None:
+def error_code(exc: openai.APIStatusError) -> str | None:
     body = exc.body
     error = body.get("error", body) if isinstance(body, dict) else None
     code = error.get("code") if isinstance(error, dict) else None
@@ -359,6 +272,6 @@ def _warn_once(what: str, model: str, message: str, *args: Any) -> None:
     run_logger().warning(message, *args)
 
 
-def _connection_reason(exc: openai.APIConnectionError) -> str:
+def connection_reason(exc: openai.APIConnectionError) -> str:
     cause = exc.__cause__ or exc.__context__
     return f"{type(cause).__name__}: {cause}" if cause else str(exc)

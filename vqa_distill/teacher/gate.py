@@ -30,14 +30,13 @@ The gate is bound to one event loop (its lock is), so one is made per loop. Time
 from __future__ import annotations
 
 import asyncio
-import logging
-import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
 
 from vqa_distill.errors import TransientTeacherError
+from vqa_distill.teacher.clock import Clock, MonotonicClock
+from vqa_distill.teacher.ratelimit_headers import KINDS, Kind, RateLimitHeaders
+from vqa_distill.teacher.run_log import run_logger
 
 DEFAULT_BURST_SECONDS = 1.0
 WINDOW_SECONDS = 60.0  # the limits are per minute
@@ -47,92 +46,6 @@ MIN_PACE = 0.1  # ...but never below this share
 PACE_RECOVERY_PER_S = 0.01  # share of the limits regained per second without a 429 (0.7 -> 1 in 30 s)
 LOG_PAUSE_MIN_S = 1.0  # shorter holds from the headers are pacing, not pauses worth a log line
 WAIT_RESOLUTION_S = 1e-6  # shorter waits are float noise: sleeping them could not move the clock
-LOGGER_NAME = "vqa_distill.teacher"
-
-Kind = Literal["requests", "tokens"]
-KINDS: tuple[Kind, ...] = ("requests", "tokens")
-# OpenAI's durations: "120ms", "1s", "6m0s", "1m30.5s", "2h0m0s", "0.5s".
-_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
-_DURATION_UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-
-
-def parse_duration(text: str | None) -> float | None:
-    """Return seconds of an OpenAI reset duration ("120ms", "6m0s", "1m30.5s", "2.5"), or None."""
-    if text is None:
-        return None
-    text = text.strip().lower()
-    try:
-        return max(0.0, float(text))  # a bare number is seconds
-    except ValueError:
-        pass
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        return None
-    return sum(float(number) * _DURATION_UNIT_S[unit] for number, unit in parts)
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimitHeaders:
-    """One limit as an answer's ``x-ratelimit-*-{kind}`` headers describe it (None: header absent)."""
-
-    limit: float | None
-    remaining: float | None
-    reset_s: float | None
-
-    @classmethod
-    def parse(cls, headers: Mapping[str, str], kind: Kind) -> RateLimitHeaders | None:
-        """Return the headers of ``kind``, or None when the answer has no usable ``remaining``."""
-        remaining = _number(headers.get(f"x-ratelimit-remaining-{kind}"))
-        if remaining is None:
-            return None
-        limit = _number(headers.get(f"x-ratelimit-limit-{kind}"))
-        return cls(limit, remaining, parse_duration(headers.get(f"x-ratelimit-reset-{kind}")))
-
-
-def _number(text: str | None) -> float | None:
-    try:
-        value = float(text) if text is not None else None
-    except ValueError:
-        return None
-    return value if value is not None and value >= 0 else None
-
-
-class Clock(Protocol):
-    """Where the gate reads time and how it waits."""
-
-    def now(self) -> float:
-        """Return monotonic seconds."""
-        ...
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds``."""
-        ...
-
-
-class MonotonicClock:
-    """The real clock: ``time.monotonic`` and ``asyncio.sleep``."""
-
-    def now(self) -> float:
-        """Return monotonic seconds."""
-        return time.monotonic()
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait ``seconds`` on the event loop."""
-        await asyncio.sleep(seconds)
-
-
-def run_logger() -> logging.Logger | logging.LoggerAdapter[Any]:
-    """Return the Prefect run logger inside a flow or task run (the UI shows its lines), else ``logging``'s."""
-    try:
-        from prefect.exceptions import MissingContextError
-        from prefect.logging import get_run_logger
-    except ImportError:  # pragma: no cover - Prefect is a dependency
-        return logging.getLogger(LOGGER_NAME)
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(LOGGER_NAME)
-
 
 @dataclass(frozen=True, slots=True)
 class BucketShape:
