@@ -21,28 +21,19 @@ from tasks.report import publish_run_artifacts
 from tasks.teacher import ask_teacher, with_retries
 from vqa_distill.dataset.qa_build import build_run_dataset
 from vqa_distill.errors import FatalRunError
-from vqa_distill.teacher.client import make_client
 from vqa_distill.teacher.endpoint_check import check_endpoint
 from vqa_distill.teacher.fanout import FanOutOutcome, ask_all
-from vqa_distill.teacher.gate import RateGate
 from vqa_distill.teacher.ledger import Ledger
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.plan import RunPlan, plan_run
 from vqa_distill.teacher.qa_fanout import ask_in_stages
-from vqa_distill.teacher.resources import IMAGE_CACHE_SLACK, PreparedImages, TeacherResources, registered
-from vqa_distill.teacher.secrets import resolve_api_key
+from vqa_distill.teacher.resources import open_resources, registered
 from vqa_distill.teacher.summary import RunSummary, summarize, write_summary
 
 
 async def ask_planned(plan: RunPlan, params: TeacherParams, ledger: Ledger) -> FanOutOutcome:
     """Check the endpoint once, then run one ask-teacher task per planned request."""
-    api_key = await resolve_api_key(params.api_key_block)
-    resources = TeacherResources(
-        client=make_client(base_url=params.base_url, api_key=api_key.get_secret_value(), timeout=params.timeout),
-        gate=RateGate(params.rpm, params.tpm, max_retry_after=params.max_retry_after),
-        ledger=ledger,
-        images=PreparedImages(capacity=params.concurrency + IMAGE_CACHE_SLACK),
-    )
+    resources = await open_resources(params, ledger)
     async with registered(flow_run.id, resources):
         if params.preflight:
             for model in dict.fromkeys(m for m in (params.model, params.judge_model) if m):
