@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from openai import AsyncOpenAI
 
-from vqa_distill.teacher.client import make_client
+from vqa_distill.teacher.client import open_client
 from vqa_distill.teacher.params import DEFAULT_TIMEOUT_S
-from vqa_distill.teacher.secrets import resolve_api_key
 
 
 class BatchClients:
@@ -20,10 +19,7 @@ class BatchClients:
         """Return the client of an endpoint, its key read from the Secret block or OPENAI_API_KEY."""
         where = (base_url, api_key_block)
         if where not in self._clients:
-            api_key = await resolve_api_key(api_key_block)
-            self._clients[where] = make_client(
-                base_url=base_url, api_key=api_key.get_secret_value(), timeout=self._timeout
-            )
+            self._clients[where] = await open_client(base_url=base_url, api_key_block=api_key_block, timeout=self._timeout)
         return self._clients[where]
 
     async def aclose(self) -> None:

@@ -15,11 +15,11 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Final
+from typing import BinaryIO, Final
 
 from vqa_distill import progress
 from vqa_distill.errors import ConfigError, ImageError, PermanentTeacherError
-from vqa_distill.teacher.client import build_messages, request_options, rules_for
+from vqa_distill.teacher.client import request_body
 from vqa_distill.teacher.imaging import PreparedImage
 from vqa_distill.teacher.ledger import TeacherRecord, utc_now
 from vqa_distill.teacher.outcomes import failure_record
@@ -55,15 +55,6 @@ class BatchLimits:
                 if values[name] < 1:
                     raise ConfigError(f"{variable} must be at least 1, got {text!r}")
         return cls(**values)
-
-
-def request_body(request: TeacherRequest, image: PreparedImage) -> dict[str, Any]:
-    """Return the chat completion body online mode sends for ``request``, model rules included."""
-    return {
-        "model": request.model,
-        "messages": build_messages(request, image),
-        **request_options(rules_for(request.model), request.params),
-    }
 
 
 def batch_line(request: TeacherRequest, image: PreparedImage) -> bytes:

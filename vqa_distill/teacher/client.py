@@ -35,6 +35,7 @@ from vqa_distill.teacher.imaging import PreparedImage
 from vqa_distill.teacher.models import ModelSpec, model_spec
 from vqa_distill.teacher.request import TeacherRequest
 from vqa_distill.teacher.run_log import run_logger
+from vqa_distill.teacher.secrets import resolve_api_key
 from vqa_distill.teacher.tokens import text_tokens
 
 TRANSIENT_STATUS_CODES = frozenset({408, 409, 429})
@@ -137,6 +138,21 @@ def request_options(spec: ModelSpec, params: Mapping[str, Any]) -> dict[str, Any
     return options
 
 
+def request_body(request: TeacherRequest, image: PreparedImage, spec: ModelSpec | None = None) -> dict[str, Any]:
+    """Return the chat completion body of ``request``, model rules included: online and batch send the same."""
+    return {
+        "model": request.model,
+        "messages": build_messages(request, image),
+        **request_options(spec or rules_for(request.model), request.params),
+    }
+
+
+async def open_client(*, base_url: str | None, api_key_block: str | None, timeout: float) -> AsyncOpenAI:
+    """Return a client of ``base_url`` with its key from the Secret block or ``OPENAI_API_KEY``."""
+    api_key = await resolve_api_key(api_key_block)
+    return make_client(base_url=base_url, api_key=api_key.get_secret_value(), timeout=timeout)
+
+
 async def ask(
     client: AsyncOpenAI,
     gate: RateGate,
@@ -154,11 +170,7 @@ async def ask(
     admission = await gate.acquire(estimate)
     started = time.perf_counter()
     try:
-        raw = await client.chat.completions.with_raw_response.create(
-            model=request.model,
-            messages=build_messages(request, image),  # type: ignore[arg-type]
-            **request_options(spec, request.params),
-        )
+        raw = await client.chat.completions.with_raw_response.create(**request_body(request, image, spec))
     except Exception as exc:
         raise _failed(exc, client, gate, admission) from None
     gate.observe(raw.headers, admission)

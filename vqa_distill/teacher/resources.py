@@ -18,13 +18,12 @@ from dataclasses import dataclass
 
 from openai import AsyncOpenAI
 
-from vqa_distill.teacher.client import make_client
+from vqa_distill.teacher.client import open_client
 from vqa_distill.teacher.gate import RateGate
 from vqa_distill.teacher.imaging import PreparedImage, prepare_image
 from vqa_distill.teacher.ledger import Ledger
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.request import TeacherRequest
-from vqa_distill.teacher.secrets import resolve_api_key
 
 # Prepared images kept beyond the requests in flight, so every prompt of one image reuses one decode.
 IMAGE_CACHE_SLACK = 8
@@ -106,9 +105,8 @@ def resources_of(flow_run_id: str) -> TeacherResources:
 
 async def open_resources(params: TeacherParams, ledger: Ledger) -> TeacherResources:
     """Build a run's live objects from its parameters: the client (key from env or block), gate, image cache."""
-    api_key = await resolve_api_key(params.api_key_block)
     return TeacherResources(
-        client=make_client(base_url=params.base_url, api_key=api_key.get_secret_value(), timeout=params.timeout),
+        client=await open_client(base_url=params.base_url, api_key_block=params.api_key_block, timeout=params.timeout),
         gate=RateGate(params.rpm, params.tpm, max_retry_after=params.max_retry_after),
         ledger=ledger,
         images=PreparedImages(capacity=params.concurrency + IMAGE_CACHE_SLACK),
