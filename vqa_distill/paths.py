@@ -12,3 +12,5 @@ PREFECT_FILE = REPO_ROOT / "prefect.yaml"
 LOOPBACK = "127.0.0.1"
 DEFAULT_PREFECT_PORT = 4200
 DEFAULT_TEACHER_PORT = 8765  # the offline teacher of `vqa-distill stack up --offline-teacher`
+DEFAULT_POSTGRES_PORT = 5433  # the team stack's PostgreSQL; not 5432, which a distribution's own cluster may hold
+DEFAULT_REDIS_PORT = 6380  # the team stack's Redis; not 6379, for the same reason

@@ -21,7 +21,7 @@ from vqa_distill.dataset.versions import list_versions, next_version_name, publi
 from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.ops.deploy import PREFECT_FILE, deploy_argv
 from vqa_distill.ops.pools import CPU_POOL, GPU_POOL, PoolSpec, apply_all, apply_pool, base_job_template
-from vqa_distill.ops.stack import StackState
+from vqa_distill.ops.stack_state import StackState
 from vqa_distill.student.handoff import StudentOptions
 from vqa_distill.supervisor import ManagedProcess, port_is_free, stop_process
 from vqa_distill.teacher.failed import file_of, keys_to_retry, reason_of

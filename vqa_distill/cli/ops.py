@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from vqa_distill.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
-from vqa_distill.paths import DEFAULT_PREFECT_PORT, DEFAULT_TEACHER_PORT, LOOPBACK
+from vqa_distill.paths import (
+    DEFAULT_POSTGRES_PORT,
+    DEFAULT_PREFECT_PORT,
+    DEFAULT_REDIS_PORT,
+    DEFAULT_TEACHER_PORT,
+    LOOPBACK,
+)
 
 RUN_HELP = "a flow run id (generate, pipeline, nightly-refresh or retry-failed run) or 'latest' (default)"
 
@@ -41,6 +47,16 @@ def register(subparsers: Any) -> None:
     )
     up.add_argument("--teacher-port", type=int, default=DEFAULT_TEACHER_PORT, help=f"offline teacher port (default {DEFAULT_TEACHER_PORT})")
     up.add_argument("--no-deploy", dest="deploy", action="store_false", help="skip pools and deployments")
+    team = up.add_argument_group("team stack (listens beyond loopback: every service requires a generated secret)")
+    team.add_argument("--postgres", action="store_true", help="Prefect and the shared ledger on PostgreSQL (Debian's package)")
+    team.add_argument("--redis", action="store_true", help="Prefect's messaging and the global rate limit on Redis")
+    team.add_argument("--cpu-workers", type=int, default=1, metavar="N", help="cpu-pool workers, each with its own checkout and home (default 1)")
+    team.add_argument(
+        "--namespaces", choices=["auto", "on", "off"], default="auto",
+        help="each worker in its own network namespace: auto = for a team stack where root and `ip netns` allow",
+    )  # fmt: skip
+    team.add_argument("--postgres-port", type=int, default=DEFAULT_POSTGRES_PORT, help=f"default {DEFAULT_POSTGRES_PORT}")
+    team.add_argument("--redis-port", type=int, default=DEFAULT_REDIS_PORT, help=f"default {DEFAULT_REDIS_PORT}")
     up.set_defaults(func=run_stack_up)
     down = actions.add_parser("down", help="stop exactly what `stack up` started")
     _add_home(down)
@@ -85,7 +101,7 @@ def _add_home(parser: argparse.ArgumentParser) -> None:
 
 
 def _home(args: argparse.Namespace) -> Path:
-    from vqa_distill.ops.stack import DEFAULT_HOME
+    from vqa_distill.ops.stack_state import DEFAULT_HOME
 
     return Path(args.home) if args.home else DEFAULT_HOME
 
@@ -99,11 +115,18 @@ def run_stack_up(args: argparse.Namespace) -> int:
     """Start the local stack and print where its UI is."""
     from vqa_distill.errors import FatalRunError
     from vqa_distill.ops import stack
+    from vqa_distill.ops.team import TeamOptions
 
+    if args.cpu_workers < 1:
+        return _fail(f"--cpu-workers must be at least 1, not {args.cpu_workers}")
+    team = TeamOptions(
+        postgres=args.postgres, redis=args.redis, cpu_workers=args.cpu_workers, namespaces=args.namespaces,
+        postgres_port=args.postgres_port, redis_port=args.redis_port,
+    )  # fmt: skip
     try:
         stack.up(
             _home(args), port=args.port, gpu_worker=args.gpu_worker, offline_teacher=args.offline_teacher,
-            teacher_port=args.teacher_port, deploy=args.deploy,
+            teacher_port=args.teacher_port, deploy=args.deploy, team=team,
         )  # fmt: skip
     except FatalRunError as exc:
         return _fail(exc)
@@ -120,9 +143,9 @@ def run_stack_down(args: argparse.Namespace) -> int:
 
 def run_stack_status(args: argparse.Namespace) -> int:
     """Print the stack's URLs and whether each of its processes runs; exit 3 when there is no stack."""
-    from vqa_distill.ops import stack
+    from vqa_distill.ops.stack_state import status
 
-    info = stack.status(_home(args))
+    info = status(_home(args))
     if info is None:
         print(f"no stack under {_home(args).resolve()}", file=sys.stderr)
         return EXIT_FATAL
@@ -130,6 +153,8 @@ def run_stack_status(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
         return EXIT_OK
     print(f"Prefect UI: {info['ui_url']}  (API {'healthy' if info['api_healthy'] else 'NOT answering'})")
+    for name, where in info["services"].items():
+        print(f"  {name:<15} {where}")
     for name, process in info["processes"].items():
         print(f"  {name:<15} pid {process['pid']:<8} {'running' if process['running'] else 'stopped'}  {process['log']}")
     return EXIT_OK

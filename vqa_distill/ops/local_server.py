@@ -24,7 +24,7 @@ from pathlib import Path
 
 from vqa_distill.errors import FatalRunError
 from vqa_distill.ops.prefect_server import SERVER_SETTINGS
-from vqa_distill.ops.stack import stack_client_env
+from vqa_distill.ops.stack_state import stack_client_env
 from vqa_distill.paths import DEFAULT_PREFECT_PORT, LOOPBACK
 from vqa_distill.supervisor import is_healthy, port_is_free
 

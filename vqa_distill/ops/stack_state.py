@@ -1,0 +1,127 @@
+"""What ``stack up`` started and where, read back by ``status``, ``down`` and every client command.
+
+``<home>/state.json`` lists each started process with its start time (so ``down`` stops those and
+nothing else, even after a pid is reused), the network pieces it created (namespaces, bridge) and
+the stack's own settings. Secrets are never in it: a client reads the Prefect credentials from the
+stack's secret file when it needs them, and ``env.sh`` does the same when sourced.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vqa_distill.atomic import atomic_write_text
+from vqa_distill.ops.stack_secrets import PREFECT_AUTH_FILE, SECRETS_DIR, read_prefect_auth
+from vqa_distill.paths import REPO_ROOT
+from vqa_distill.supervisor import ManagedProcess, is_healthy
+
+DEFAULT_HOME = REPO_ROOT / ".stack"
+STATE_FILE = "state.json"
+ENV_FILE = "env.sh"
+AUTH_ENV = "PREFECT_API_AUTH_STRING"  # what a client sends; the server checks PREFECT_SERVER_API_AUTH_STRING
+
+# What a client (the CLI, a shell) needs to use the stack's API and share its result storage.
+CLIENT_SETTINGS = ("PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH")
+
+
+@dataclass
+class NetworkState:
+    """The namespaces and bridge ``up`` created, so ``down`` removes exactly those."""
+
+    bridge: str
+    address: str
+    hosts: list[dict[str, str]] = field(default_factory=list)  # namespace, veth_host, veth_ns, address
+
+
+@dataclass
+class StackState:
+    """What ``up`` started and where."""
+
+    home: str
+    port: int
+    api_url: str
+    ui_url: str
+    env: dict[str, str]
+    processes: list[ManagedProcess] = field(default_factory=list)
+    network: NetworkState | None = None
+    services: dict[str, str] = field(default_factory=dict)  # name -> address, shown by ``status``
+
+    @classmethod
+    def load(cls, home: Path) -> StackState | None:
+        """Read ``<home>/state.json``; None when no stack was started there."""
+        path = home / STATE_FILE
+        if not path.is_file():
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["processes"] = [ManagedProcess(**p) for p in data.get("processes", [])]
+        data["network"] = NetworkState(**data["network"]) if data.get("network") else None
+        return cls(**data)
+
+    def save(self) -> None:
+        """Write the state (after each start, so a failed ``up`` can still be stopped)."""
+        atomic_write_text(Path(self.home) / STATE_FILE, json.dumps(asdict(self), indent=2))
+
+    def alive(self) -> dict[str, bool]:
+        """Return each started process's name and whether it still runs."""
+        return {p.name: p.handle() is not None for p in self.processes}
+
+    def record(self, process: ManagedProcess) -> ManagedProcess:
+        """Add a started process and save at once, so a failed start can still be stopped."""
+        self.processes.append(process)
+        self.save()
+        return process
+
+    def process(self, name: str) -> ManagedProcess | None:
+        """Return the started process called ``name``, if any."""
+        return next((p for p in self.processes if p.name == name), None)
+
+
+def shown_settings(env: Mapping[str, str], keys: set[str]) -> dict[str, str]:
+    """Return the stack's own settings from ``env`` (never the inherited environment, which may hold secrets)."""
+    return {k: v for k, v in env.items() if k in keys}
+
+
+def write_env_file(state: StackState) -> Path:
+    """Write ``<home>/env.sh`` for ``source``: the API address, and the credentials read from their file."""
+    home = Path(state.home)
+    lines = [f"export {k}={shlex.quote(state.env[k])}\n" for k in CLIENT_SETTINGS if k in state.env]
+    if read_prefect_auth(home) is not None:
+        secret = shlex.quote(str(home / SECRETS_DIR / PREFECT_AUTH_FILE))
+        lines.append(f'export {AUTH_ENV}="$(cat {secret})"\n')
+    path = home / ENV_FILE
+    atomic_write_text(path, "".join(lines))
+    return path
+
+
+def stack_client_env(home: Path = DEFAULT_HOME) -> dict[str, str]:
+    """Return the settings a client needs to use a running stack (API URL, storage, credentials); {} when none runs."""
+    home = home.resolve()
+    state = StackState.load(home)
+    if state is None or not any(p.name == "prefect-server" and p.handle() for p in state.processes):
+        return {}
+    env = {k: state.env[k] for k in CLIENT_SETTINGS if k in state.env}
+    auth = read_prefect_auth(home)
+    if auth is not None:
+        env[AUTH_ENV] = auth
+    return env
+
+
+def status(home: Path = DEFAULT_HOME) -> dict[str, Any] | None:
+    """Return the stack's URLs, services and which of its processes run; None when none was started under ``home``."""
+    state = StackState.load(home.resolve())
+    if state is None:
+        return None
+    return {
+        "home": state.home,
+        "ui_url": state.ui_url,
+        "api_url": state.api_url,
+        "api_healthy": is_healthy(f"{state.api_url}/health"),
+        "services": state.services,
+        "namespaces": [h["namespace"] for h in state.network.hosts] if state.network else [],
+        "processes": {p.name: {"pid": p.pid, "running": p.handle() is not None, "log": p.log} for p in state.processes},
+    }

@@ -1,0 +1,131 @@
+"""The team stack's services: PostgreSQL and Redis behind passwords, and what the server and workers are told.
+
+``stack up --postgres --redis`` puts Prefect on the setup Prefect documents for more than one
+process: PostgreSQL for its database, Redis (``prefect-redis``) for messaging, the event ordering
+and the lease storage, and the API closed by ``PREFECT_SERVER_API_AUTH_STRING``. The same
+PostgreSQL holds the shared answer ledger (database ``ledger``) and the same Redis the global rate
+limit (database 1, apart from Prefect's 0). Every listener binds beyond loopback, so each requires
+its secret (stack_secrets.py); workers reach them by ``service_host``: the bridge address when they
+run in namespaces of their own, else loopback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from vqa_distill.ops.stack_secrets import StackSecrets
+from vqa_distill.ops.stack_state import AUTH_ENV, StackState
+from vqa_distill.paths import DEFAULT_POSTGRES_PORT, DEFAULT_REDIS_PORT, LOOPBACK
+
+PREFECT_DATABASE = "prefect"
+LEDGER_DATABASE = "ledger"
+PREFECT_REDIS_DB = 0
+LIMIT_REDIS_DB = 1
+LEDGER_URL_ENV = "VQA_DISTILL_LEDGER_URL"
+REDIS_URL_ENV = "VQA_DISTILL_REDIS_URL"
+ANY_ADDRESS = "0.0.0.0"
+
+Namespaces = Literal["auto", "on", "off"]
+
+
+@dataclass(frozen=True)
+class TeamOptions:
+    """What the team stack adds to the local one."""
+
+    postgres: bool = False
+    redis: bool = False
+    cpu_workers: int = 1
+    namespaces: Namespaces = "auto"
+    postgres_port: int = DEFAULT_POSTGRES_PORT
+    redis_port: int = DEFAULT_REDIS_PORT
+    heartbeat_s: int = 10  # flow-run heartbeats: a worker that dies is noticed after a few of these
+
+    @property
+    def is_team(self) -> bool:
+        """True when the stack listens beyond loopback (a database or broker other machines reach)."""
+        return self.postgres or self.redis
+
+
+@dataclass
+class ServiceEnv:
+    """The settings the team services give the Prefect server and the workers (secrets included: never shown)."""
+
+    server: dict[str, str]
+    workers: dict[str, str]
+
+
+def start_postgres_service(
+    state: StackState, secrets: StackSecrets, options: TeamOptions, service_host: str, say: Callable[[str], None]
+) -> ServiceEnv:
+    """Start PostgreSQL as its own user (data under ``<home>/postgres``); create the Prefect and ledger databases."""
+    from vqa_distill.ops.postgres import create_database, database_url, init_cluster, start_postgres
+
+    home = Path(state.home)
+    data_dir = home / "postgres"
+    init_cluster(data_dir, secrets.postgres_password)
+    process = state.record(start_postgres(data_dir, options.postgres_port, home / "logs", listen=ANY_ADDRESS))
+    admin = database_url("postgres", secrets.postgres_password, LOOPBACK, options.postgres_port, "postgres")
+    for name in (PREFECT_DATABASE, LEDGER_DATABASE):
+        create_database(admin, name)
+    state.services["postgresql"] = f"{service_host}:{options.postgres_port} (pid {process.pid})"
+    say(f"postgresql listening on port {options.postgres_port} (databases {PREFECT_DATABASE}, {LEDGER_DATABASE})")
+    prefect_url = database_url("postgres", secrets.postgres_password, LOOPBACK, options.postgres_port, PREFECT_DATABASE)
+    return ServiceEnv(
+        server={"PREFECT_API_DATABASE_CONNECTION_URL": prefect_url.replace("+psycopg", "+asyncpg", 1)},
+        workers={
+            LEDGER_URL_ENV: database_url(
+                "postgres", secrets.postgres_password, service_host, options.postgres_port, LEDGER_DATABASE
+            )
+        },
+    )
+
+
+def start_redis_service(
+    state: StackState, secrets: StackSecrets, options: TeamOptions, service_host: str, say: Callable[[str], None]
+) -> ServiceEnv:
+    """Start Redis with a password (data under ``<home>/redis``): Prefect's messaging and the global rate limit."""
+    from vqa_distill.ops.redis_server import redis_url, start_redis
+
+    home = Path(state.home)
+    process = state.record(
+        start_redis(home / "redis", options.redis_port, secrets.redis_password, home / "logs", bind=ANY_ADDRESS)
+    )
+    state.services["redis"] = f"{service_host}:{options.redis_port} (pid {process.pid})"
+    say(f"redis listening on port {options.redis_port}")
+    return ServiceEnv(
+        server={
+            "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+            "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+            "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+            "PREFECT_REDIS_MESSAGING_HOST": LOOPBACK,
+            "PREFECT_REDIS_MESSAGING_PORT": str(options.redis_port),
+            "PREFECT_REDIS_MESSAGING_PASSWORD": secrets.redis_password,
+            "PREFECT_REDIS_MESSAGING_DB": str(PREFECT_REDIS_DB),
+        },
+        workers={REDIS_URL_ENV: redis_url(secrets.redis_password, service_host, options.redis_port, LIMIT_REDIS_DB)},
+    )
+
+
+def auth_env(secrets: StackSecrets) -> ServiceEnv:
+    """The API's credentials: the server requires them, every client (workers, CLI, deploy) sends them."""
+    return ServiceEnv(
+        server={"PREFECT_SERVER_API_AUTH_STRING": secrets.prefect_auth, AUTH_ENV: secrets.prefect_auth},
+        workers={AUTH_ENV: secrets.prefect_auth},
+    )
+
+
+def start_team_services(
+    state: StackState, secrets: StackSecrets, options: TeamOptions, service_host: str, say: Callable[[str], None]
+) -> ServiceEnv:
+    """Start what ``options`` asks for; return the merged settings for the server and the workers."""
+    merged = auth_env(secrets)
+    for wanted, start in ((options.postgres, start_postgres_service), (options.redis, start_redis_service)):
+        if wanted:
+            more = start(state, secrets, options, service_host, say)
+            merged.server.update(more.server)
+            merged.workers.update(more.workers)
+    return merged
