@@ -1,0 +1,206 @@
+"""The team stack end to end: 600 images in 3 shards on 3 workers, PostgreSQL + Redis, faults, a killed worker.
+
+Everything is real: ``vqa-distill stack up --postgres --redis --cpu-workers 3`` (each worker in its
+own network namespace where the machine allows), the offline teacher counting every request, the
+generate command run as a user runs it with ``--shards 3``. Mid-run one worker and the shard it runs
+are killed with SIGKILL, as when a machine dies; the run must still complete, paying for no answer
+twice, with no 60-second window over the RPM at the teacher. Then ``failed`` and ``retry-failed``
+work across the shards, and nothing in the stack answers a stranger.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.support.helpers import REPO_ROOT, chat_requests, make_images
+from tests.support.team_fixtures import TeamStack, team_stack  # noqa: F401  (the fixture)
+
+IMAGES = 600
+BAD_IMAGES = 6  # refused with a 400 by the teacher until the faults are cleared
+BAD_SIZE = (72, 40)
+RPM = 900  # the teacher's limit, and the run's: the global gate must hold it across three workers
+RUN_TIMEOUT_S = 480
+
+pytestmark = pytest.mark.timeout(1200)
+
+
+def _max_in_window(times: list[float], window: float = 60.0) -> int:
+    """The most events in any ``window``-second interval (two pointers over sorted times)."""
+    times = sorted(times)
+    best, start = 0, 0
+    for end, t in enumerate(times):
+        while t - times[start] >= window:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
+
+
+def _shard_runs(team: TeamStack, parent_id: str) -> list[dict[str, Any]]:
+    body = {"flow_runs": {"parent_flow_run_id": {"any_": [parent_id]}}, "flows": {"name": {"any_": ["teacher-shard"]}}}
+    runs: list[dict[str, Any]] = team.api("POST", "/flow_runs/filter", body)
+    return runs
+
+
+def _cli(team: TeamStack, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "vqa_distill.cli", *args], cwd=REPO_ROOT, text=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**_base_env(), **team.env},
+    )  # fmt: skip
+
+
+def _base_env() -> dict[str, str]:
+    import os
+
+    return dict(os.environ)
+
+
+def _kill_worker_running(team: TeamStack, runs: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """SIGKILL the worker (and its flow-run processes) that runs one of ``runs``: a machine that dies."""
+    for run in runs:
+        pid = int(str(run.get("infrastructure_pid") or "0").rsplit(":", 1)[-1] or 0)
+        for worker in team.workers():
+            try:
+                tree = psutil.Process(worker["pid"])
+                members = [tree, *tree.children(recursive=True)]
+            except psutil.Error:
+                continue
+            if pid and any(m.pid == pid for m in members):
+                for member in members:
+                    member.send_signal(signal.SIGKILL)
+                return worker["name"], run
+    raise AssertionError(f"no worker runs any of {[r['id'] for r in runs]} (pids {[r.get('infrastructure_pid') for r in runs]})")
+
+
+def test_team_stack_shards_survive_a_killed_worker_and_pay_nothing_twice(team_stack: TeamStack, tmp_path: Path) -> None:  # noqa: F811
+    team = team_stack
+    shared = team.home / "shared"
+    images = shared / "images"
+    make_images(images, IMAGES - BAD_IMAGES, prefix="photo")
+    make_images(images, BAD_IMAGES, prefix="bad", size=BAD_SIZE)
+    out = shared / "runs" / "team"
+    team.teacher("POST", "/_admin/reset")
+    team.teacher("PUT", "/_admin/limits", {"rpm": RPM, "tpm": 50_000_000})
+    team.teacher("PUT", "/_admin/faults", [{"kind": "400", "match_image_size": f"{BAD_SIZE[0]}x{BAD_SIZE[1]}"}])
+    team.teacher("PUT", "/_admin/latency", {"latency_s": 0.3, "jitter_s": 0.2})
+
+    # The parent runs here, as a user runs it; its three shards run on the workers.
+    base = team.teacher_for_workers
+    parent = _cli(
+        team, "generate", "--images", str(images), "--out", str(out), "--base-url", base, "--prompt", "Describe it.",
+        "--shards", "3", "--rpm", str(RPM), "--tpm", "50000000", "--concurrency", "8", "--retry-delay", "0.1",
+        "--no-progress", "--ledger-url", _ledger_url(team),
+    )  # fmt: skip
+    parent_id = _wait_for_parent(team, parent)
+    # Once every shard is asking and some answers are in, a worker dies with the shard it runs.
+    deadline = time.monotonic() + 180
+    while True:
+        running = [r for r in _shard_runs(team, parent_id) if r["state_type"] == "RUNNING"]
+        answered = sum(1 for r in chat_requests(team.teacher("GET", "/_admin/stats")) if r["status"] == 200)
+        if len(running) == 3 and answered >= 120:
+            break
+        assert parent.poll() is None, parent.stdout.read() if parent.stdout else ""
+        assert time.monotonic() < deadline, f"shards not all running: {[r['state_name'] for r in _shard_runs(team, parent_id)]}"
+        time.sleep(0.5)
+    killed_worker, killed_run = _kill_worker_running(team, running)
+
+    output, _ = parent.communicate(timeout=RUN_TIMEOUT_S)
+    assert parent.returncode == 2, output  # finished; the 6 refused images failed
+    runs = _shard_runs(team, parent_id)
+    assert len(runs) >= 4, f"the killed shard was not run again: {[(r['name'], r['state_name']) for r in runs]}"
+    killed_state = team.api("GET", f"/flow_runs/{killed_run['id']}")["state_type"]
+    assert killed_state == "CRASHED", f"{killed_worker}'s shard run ended {killed_state}, not CRASHED"
+
+    stats = team.teacher("GET", "/_admin/stats")
+    requests = chat_requests(stats)
+    paid = Counter(r["fingerprints"][0] for r in requests if r["status"] == 200)
+    assert len(paid) == IMAGES - BAD_IMAGES, f"{len(paid)} images answered, not {IMAGES - BAD_IMAGES}"
+    assert max(paid.values()) == 1, f"answers paid twice: {[f for f, n in paid.items() if n > 1][:5]}"
+    assert stats["totals"]["rate_limited"] == 0
+    assert _max_in_window([r["t"] for r in requests]) <= RPM
+
+    # failed lists the refused images across the shards; retry-failed re-asks only them.
+    failed = subprocess.run(
+        [sys.executable, "-m", "vqa_distill.cli", "failed", parent_id, "--json"], cwd=REPO_ROOT, text=True,
+        capture_output=True, env={**_base_env(), **team.env}, timeout=120,
+    )  # fmt: skip
+    assert failed.returncode == 2, failed.stdout + failed.stderr
+    listed = sorted(image["file"] for image in json.loads(failed.stdout)["images"])
+    assert listed == [f"bad_{i:03d}.png" for i in range(BAD_IMAGES)]
+    team.teacher("PUT", "/_admin/faults", [])
+    before = len(requests)
+    retry = _cli(team, "retry-failed", parent_id)
+    retry_output, _ = retry.communicate(timeout=RUN_TIMEOUT_S)
+    assert retry.returncode == 0, retry_output
+    asked_again = chat_requests(team.teacher("GET", "/_admin/stats"))[before:]
+    assert sorted(r["image_sizes"][0] for r in asked_again) == [f"{BAD_SIZE[0]}x{BAD_SIZE[1]}"] * BAD_IMAGES
+
+    # The ledger is in PostgreSQL: every image answered once, in the run folder's namespace.
+    from vqa_distill.teacher.ledger import Ledger
+
+    with Ledger(out, url=_ledger_url(team)) as ledger:
+        answered_keys = ledger.done_keys()
+    assert len(answered_keys) == IMAGES
+    assert not (out / "ledger.sqlite").exists()
+
+
+def test_team_stack_refuses_strangers(team_stack: TeamStack) -> None:  # noqa: F811
+    team = team_stack
+    api = httpx.post(f"{team.api_url}/flow_runs/filter", json={}, timeout=30)
+    assert api.status_code == 401
+    wrong = httpx.post(f"{team.api_url}/flow_runs/filter", json={}, auth=("vqa", "wrong"), timeout=30)
+    assert wrong.status_code == 401
+    assert team.api("POST", "/flow_runs/filter", {"limit": 1}) is not None  # with the credentials: allowed
+
+    import psycopg
+    import redis
+
+    redis_port = int(team.state["services"]["redis"].split(":")[1].split()[0])
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=redis_port).ping()
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis(host="127.0.0.1", port=redis_port, password="wrong").ping()
+    assert redis.Redis(host="127.0.0.1", port=redis_port, password=team.secret("redis-password")).ping()
+
+    pg_port = int(team.state["services"]["postgresql"].split(":")[1].split()[0])
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host="127.0.0.1", port=pg_port, user="postgres", dbname="ledger", connect_timeout=10).close()
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(host="127.0.0.1", port=pg_port, user="postgres", password="wrong", dbname="ledger").close()
+
+    # Secrets live in files only their owner reads, and the state file, env.sh and logs hold none.
+    secret_files = list((team.home / "secrets").iterdir())
+    assert secret_files and all(f.stat().st_mode & 0o077 == 0 for f in secret_files)
+    secrets = [f.read_text().strip() for f in secret_files]
+    for text_file in [team.home / "state.json", team.home / "env.sh", *(team.home / "logs").glob("*.log")]:
+        text = text_file.read_text(errors="replace")
+        leaked = [s for s in secrets if s.split(":")[-1] in text]
+        assert not leaked, f"a secret is in {text_file}"
+
+
+def _ledger_url(team: TeamStack) -> str:
+    pg_port = int(team.state["services"]["postgresql"].split(":")[1].split()[0])
+    return f"postgresql+psycopg://postgres:{team.secret('postgres-password')}@127.0.0.1:{pg_port}/ledger"
+
+
+def _wait_for_parent(team: TeamStack, parent: subprocess.Popen[str]) -> str:
+    """Return the id of the generate run the CLI started (the newest one)."""
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        runs = team.api("POST", "/flow_runs/filter", {"flows": {"name": {"any_": ["generate"]}}, "sort": "START_TIME_DESC", "limit": 1})
+        if runs and runs[0]["state_type"] in ("RUNNING", "COMPLETED", "FAILED"):
+            return str(runs[0]["id"])
+        if parent.poll() is not None:
+            raise AssertionError(parent.stdout.read() if parent.stdout else "generate exited")
+        time.sleep(0.5)
+    raise AssertionError("the generate run did not start")
