@@ -53,9 +53,11 @@ def _shard_runs(team: TeamStack, parent_id: str) -> list[dict[str, Any]]:
 
 
 def _cli(team: TeamStack, *args: str) -> subprocess.Popen[str]:
+    """Run ``vqa-distill`` against the stack, the shared ledger named in the environment (not in argv: ps shows argv)."""
     return subprocess.Popen(
         [sys.executable, "-m", "vqa_distill.cli", *args], cwd=REPO_ROOT, text=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env={**_base_env(), **team.env},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env={**_base_env(), **team.env, "VQA_DISTILL_LEDGER_URL": _ledger_url(team)},
     )  # fmt: skip
 
 
@@ -99,7 +101,7 @@ def test_team_stack_shards_survive_a_killed_worker_and_pay_nothing_twice(team_st
     parent = _cli(
         team, "generate", "--images", str(images), "--out", str(out), "--base-url", base, "--prompt", "Describe it.",
         "--shards", "3", "--rpm", str(RPM), "--tpm", "50000000", "--concurrency", "8", "--retry-delay", "0.1",
-        "--no-progress", "--ledger-url", _ledger_url(team),
+        "--no-progress",
     )  # fmt: skip
     parent_id = _wait_for_parent(team, parent)
     # Once every shard is asking and some answers are in, a worker dies with the shard it runs.
@@ -132,7 +134,7 @@ def test_team_stack_shards_survive_a_killed_worker_and_pay_nothing_twice(team_st
     # failed lists the refused images across the shards; retry-failed re-asks only them.
     failed = subprocess.run(
         [sys.executable, "-m", "vqa_distill.cli", "failed", parent_id, "--json"], cwd=REPO_ROOT, text=True,
-        capture_output=True, env={**_base_env(), **team.env}, timeout=120,
+        capture_output=True, env={**_base_env(), **team.env, "VQA_DISTILL_LEDGER_URL": _ledger_url(team)}, timeout=120,
     )  # fmt: skip
     assert failed.returncode == 2, failed.stdout + failed.stderr
     listed = sorted(image["file"] for image in json.loads(failed.stdout)["images"])

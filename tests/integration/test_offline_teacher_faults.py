@@ -201,3 +201,19 @@ def test_latency_is_concurrent_not_serial(server: TeacherServerHandle) -> None:
     assert 1.0 <= elapsed < 4.0  # serially this would take 80 s
     durations = [r["duration_s"] for r in server.stats()["requests"]]
     assert len(durations) == 80 and min(durations) >= 1.0
+
+
+def test_an_answer_the_client_never_received_is_not_counted_as_paid(server: TeacherServerHandle, jpeg_url: str) -> None:
+    """A worker killed mid-request hangs up during the answer's latency: the teacher records 499, not 200.
+
+    Without this, the team stack's "nothing paid twice" count would charge a dead client's answer.
+    """
+    server.set_latency(1.5)
+    with sync_client(server, timeout=0.3) as impatient, pytest.raises(openai.APITimeoutError):
+        impatient.chat.completions.create(model=MODEL, messages=vision_messages(jpeg_url))
+    deadline = time.monotonic() + 5
+    while not server.stats()["requests"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    record = server.stats()["requests"][0]
+    assert record["status"] == 499 and record["duration_s"] < 1.2  # noticed the hang-up, did not answer
+    server.set_latency(0.0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,18 +71,19 @@ def _namespaces() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def team_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamStack]:
+def team_stack() -> Iterator[TeamStack]:
     """Start the team stack; stop it afterwards and check nothing it started is left."""
     if not team_servers_installed():
         pytest.skip("PostgreSQL and Redis are not installed (.ci/run installs them from Debian's packages)")
-    home = tmp_path_factory.mktemp("team")
-    home.chmod(0o755)  # PostgreSQL runs as its own user and must reach its data folder
+    # Not under pytest's 0700 temp folder: PostgreSQL runs as its own user and must reach its data.
+    home = Path(tempfile.mkdtemp(prefix="vqa-distill-team-"))
+    home.chmod(0o755)
     port, teacher_port = free_port(), free_port()
     env = {"OPENAI_API_KEY": TEST_API_KEY, "PREFECT_WORKER_QUERY_SECONDS": "1"}
     namespaces_before = _namespaces()
     up = run_cli(
         "stack", "up", "--home", str(home), "--port", str(port), "--postgres", "--redis",
-        "--cpu-workers", str(TEAM_WORKERS), "--offline-teacher", "--teacher-port", str(teacher_port),
+        "--cpu-workers", str(TEAM_WORKERS), "--runs-per-worker", "1", "--offline-teacher", "--teacher-port", str(teacher_port),
         "--gpu-worker", "none", "--postgres-port", str(free_port()), "--redis-port", str(free_port()),
         env=env, timeout=600,
     )  # fmt: skip
@@ -110,3 +112,4 @@ def team_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TeamStack]:
         left = [p for p in started if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
         assert not left, f"stack down left {left}"
         assert _namespaces() <= namespaces_before, "stack down left network namespaces"
+        shutil.rmtree(home, ignore_errors=True)

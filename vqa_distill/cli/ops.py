@@ -52,6 +52,10 @@ def register(subparsers: Any) -> None:
     team.add_argument("--redis", action="store_true", help="Prefect's messaging and the global rate limit on Redis")
     team.add_argument("--cpu-workers", type=int, default=1, metavar="N", help="cpu-pool workers, each with its own checkout and home (default 1)")
     team.add_argument(
+        "--runs-per-worker", type=int, default=None, metavar="N",
+        help="flow runs a cpu worker takes at once (default: no cap); 1 puts each shard on a worker of its own",
+    )  # fmt: skip
+    team.add_argument(
         "--namespaces", choices=["auto", "on", "off"], default="auto",
         help="each worker in its own network namespace: auto = for a team stack where root and `ip netns` allow",
     )  # fmt: skip
@@ -121,7 +125,7 @@ def run_stack_up(args: argparse.Namespace) -> int:
         return _fail(f"--cpu-workers must be at least 1, not {args.cpu_workers}")
     team = TeamOptions(
         postgres=args.postgres, redis=args.redis, cpu_workers=args.cpu_workers, namespaces=args.namespaces,
-        postgres_port=args.postgres_port, redis_port=args.redis_port,
+        postgres_port=args.postgres_port, redis_port=args.redis_port, runs_per_worker=args.runs_per_worker,
     )  # fmt: skip
     try:
         stack.up(

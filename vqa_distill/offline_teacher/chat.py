@@ -37,7 +37,7 @@ from vqa_distill.offline_teacher.state import TeacherState, get_state, request_i
 from vqa_distill.offline_teacher.stats import RequestRecord
 from vqa_distill.offline_teacher.structured import ResponseFormat, response_format_of
 
-DISCONNECT_POLL_S = 0.25  # how often a "timeout" fault checks whether the client gave up
+DISCONNECT_POLL_S = 0.1  # how often an answer being delayed checks whether the client gave up
 STATUS_CLIENT_CLOSED = 499  # recorded (never sent) when the client hung up before the answer
 
 FAULT_MESSAGES: dict[str, tuple[str, str, str | None]] = {  # kind -> (message, type, code)
@@ -224,8 +224,9 @@ async def _answer(request: Request, ex: Exchange, chat: ChatRequest, response_fo
     rec["fault"] = fault.kind if fault else None
 
     delay = state.delay()
-    if delay > 0:
-        await asyncio.sleep(delay)
+    # A client that hung up (a killed worker) never receives the answer: recorded 499, not an answer paid.
+    if delay > 0 and await wait_or_disconnect(request, delay):
+        return ex.done(Response(status_code=STATUS_CLIENT_CLOSED))
     if fault is not None and fault.kind == "timeout" and await wait_or_disconnect(request, fault.delay_s):
         return ex.done(Response(status_code=STATUS_CLIENT_CLOSED))
     if fault is not None and fault.kind in HTTP_FAULT_STATUS:

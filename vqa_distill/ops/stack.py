@@ -172,12 +172,16 @@ def _start_all(
         say(f"offline teacher at http://{service_host}:{teacher_port}/v1 (accepts any API key)")
     gpus = gpu_count() if gpu_worker == "auto" else 0
     client_env = {**env, **services.workers}
+    if team.is_team or team.cpu_workers > 1:
+        # Workers' runs send heartbeats; deploy sizes the automation that marks silent runs Crashed from it.
+        client_env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(team.heartbeat_s)
     if deploy:
         apply_deployments(client_env, gpu_slots=max(gpus, 1), say=say)
     worker_env = {**client_env, "PREFECT_API_URL": f"http://{service_host}:{state.port}/api"}
-    if team.is_team or team.cpu_workers > 1:
-        worker_env["PREFECT_RUNNER_HEARTBEAT_FREQUENCY"] = str(team.heartbeat_s)
-    specs = [WorkerSpec(f"cpu-worker-{i + 1}" if team.cpu_workers > 1 else "cpu-worker", CPU_POOL) for i in range(team.cpu_workers)]
+    specs = [
+        WorkerSpec(f"cpu-worker-{i + 1}" if team.cpu_workers > 1 else "cpu-worker", CPU_POOL, team.runs_per_worker)
+        for i in range(team.cpu_workers)
+    ]
     if gpus or gpu_worker == "cpu":
         # One flow run at a time: a training run takes the machine's GPUs (or, as a stand-in, its cores).
         specs.append(WorkerSpec("gpu-worker", GPU_POOL, limit=1))
