@@ -206,3 +206,36 @@ def _wait_for_parent(team: TeamStack, parent: subprocess.Popen[str]) -> str:
             raise AssertionError(parent.stdout.read() if parent.stdout else "generate exited")
         time.sleep(0.5)
     raise AssertionError("the generate run did not start")
+
+
+def test_team_stack_run_survives_restarts_of_its_server_and_database(team_stack: TeamStack) -> None:  # noqa: F811
+    """The Prefect server, then PostgreSQL, restarted mid-run: the run completes, each image paid once."""
+    from vqa_distill.ops.stack_restart import restart
+
+    team = team_stack
+    images = team.home / "shared" / "restart-images"
+    count = 240
+    make_images(images, count, prefix="restart")
+    team.teacher("POST", "/_admin/reset")
+    team.teacher("PUT", "/_admin/faults", [])
+    team.teacher("PUT", "/_admin/latency", {"latency_s": 0.4, "jitter_s": 0.2})
+    parent = _cli(
+        team, "generate", "--images", str(images), "--out", str(team.home / "shared" / "runs" / "restarts"),
+        "--base-url", team.teacher_for_workers, "--prompt", "Describe it.", "--shards", "2", "--concurrency", "4",
+        "--rpm", str(RPM), "--tpm", "50000000", "--retry-delay", "0.5", "--no-progress",
+    )  # fmt: skip
+
+    def answered() -> int:
+        assert parent.poll() is None, parent.stdout.read() if parent.stdout else ""
+        return sum(1 for r in chat_requests(team.teacher("GET", "/_admin/stats")) if r["status"] == 200)
+
+    for name, after in (("prefect-server", 40), ("postgres", 120)):
+        deadline = time.monotonic() + 300
+        while answered() < after:
+            assert time.monotonic() < deadline, f"only {answered()} answers before restarting {name}"
+            time.sleep(0.3)
+        restart(team.home, name, say=lambda line: None)
+    output, _ = parent.communicate(timeout=RUN_TIMEOUT_S)
+    assert parent.returncode == 0, output
+    paid = Counter(r["fingerprints"][0] for r in chat_requests(team.teacher("GET", "/_admin/stats")) if r["status"] == 200)
+    assert len(paid) == count and max(paid.values()) == 1, f"{len(paid)} answered, most paid for one image {max(paid.values())}"

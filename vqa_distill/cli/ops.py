@@ -65,6 +65,10 @@ def register(subparsers: Any) -> None:
     down = actions.add_parser("down", help="stop exactly what `stack up` started")
     _add_home(down)
     down.set_defaults(func=run_stack_down)
+    restart = actions.add_parser("restart", help="restart one of the stack's processes as it was (server, postgres...)")
+    _add_home(restart)
+    restart.add_argument("name", help="the process name `stack status` lists, e.g. prefect-server")
+    restart.set_defaults(func=run_stack_restart)
     status = actions.add_parser("status", help="show the stack's URLs and processes")
     _add_home(status)
     status.add_argument("--json", action="store_true", help="print JSON")
@@ -142,6 +146,18 @@ def run_stack_down(args: argparse.Namespace) -> int:
     from vqa_distill.ops import stack
 
     stack.down(_home(args))
+    return EXIT_OK
+
+
+def run_stack_restart(args: argparse.Namespace) -> int:
+    """Restart one process of the stack with its command and environment."""
+    from vqa_distill.errors import FatalRunError
+    from vqa_distill.ops.stack_restart import restart
+
+    try:
+        restart(_home(args), args.name)
+    except FatalRunError as exc:
+        return _fail(exc)
     return EXIT_OK
 
 
