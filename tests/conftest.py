@@ -20,7 +20,11 @@ from vqa_distill.ops.prefect_server import SERVER_SETTINGS, free_port
 
 # Session fixtures of the student and ops suites, registered once (importing them into each module
 # would make one copy per module: three stacks, three tiny models).
-pytest_plugins = ["tests.support.student_fixtures", "tests.support.ops_fixtures"]
+pytest_plugins = [
+    "tests.support.student_fixtures",
+    "tests.support.ops_fixtures",
+    "tests.support.redis",
+]
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="vqa-distill-tests-"))
 

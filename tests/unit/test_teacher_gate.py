@@ -10,7 +10,8 @@ import pytest
 
 from tests.support.fake_clock import FakeClock
 from vqa_distill.errors import TransientTeacherError
-from vqa_distill.teacher.gate import MIN_PACE, BucketShape, RateGate
+from vqa_distill.teacher.buckets import BucketShape
+from vqa_distill.teacher.gate import MIN_PACE, RateGate
 from vqa_distill.teacher.ratelimit_headers import RateLimitHeaders, parse_duration
 
 LOGGER = "vqa_distill.teacher"

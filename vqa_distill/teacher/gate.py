@@ -18,9 +18,13 @@ Three things decide when a request may go:
    each second. A wait the endpoint imposes that is longer than ``max_retry_after`` is not waited:
    the request fails as a transient error at once and the task's retry policy decides.
 
+4. Several workers: ``outer``, the limit they share (``global_gate.py``). After the local waits, under
+   the lock, the request books its global slot and sleeps until it, so it leaves exactly then and the
+   local buckets count it then: both bounds hold, and a worker never holds more than one booking.
+
 The buckets are not aiolimiter's: its bucket cannot change its rate after a 429, take a charge
 beyond capacity when ``usage`` exceeds the estimate, or run on a clock a test drives; those three are
-what this gate is for, and its bucket is the 20 lines of ``LeakyBucket``.
+what this gate is for, and its bucket is the 20 lines of ``LeakyBucket`` (buckets.py).
 
 Every pause of a second or more is one log line: the Prefect run logger inside a run, else ``logging``.
 The gate is bound to one event loop (its lock is), so one is made per loop. Time comes from a
@@ -32,77 +36,29 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vqa_distill.errors import TransientTeacherError
+from vqa_distill.teacher.buckets import (
+    DEFAULT_BURST_SECONDS,
+    WINDOW_SECONDS,
+    BucketShape,
+    EndpointAllowance,
+    LeakyBucket,
+)
 from vqa_distill.teacher.clock import Clock, MonotonicClock
 from vqa_distill.teacher.ratelimit_headers import KINDS, Kind, RateLimitHeaders
 from vqa_distill.teacher.run_log import run_logger
 
-DEFAULT_BURST_SECONDS = 1.0
-WINDOW_SECONDS = 60.0  # the limits are per minute
+if TYPE_CHECKING:
+    from vqa_distill.teacher.global_gate import GlobalGate
+
 DEFAULT_MAX_RETRY_AFTER_S = 60.0  # longer waits asked by the endpoint fail the attempt instead
 PACE_CUT = 0.7  # a 429 multiplies the pace (share of the limits used) by this
 MIN_PACE = 0.1  # ...but never below this share
 PACE_RECOVERY_PER_S = 0.01  # share of the limits regained per second without a 429 (0.7 -> 1 in 30 s)
 LOG_PAUSE_MIN_S = 1.0  # shorter holds from the headers are pacing, not pauses worth a log line
 WAIT_RESOLUTION_S = 1e-6  # shorter waits are float noise: sleeping them could not move the clock
-
-@dataclass(frozen=True, slots=True)
-class BucketShape:
-    """Capacity and drain rate of one leaky bucket derived from a per-minute limit."""
-
-    capacity: float
-    rate_per_second: float
-
-    @classmethod
-    def for_limit(cls, per_minute: float, burst_seconds: float = DEFAULT_BURST_SECONDS) -> BucketShape:
-        """Shape a bucket so no 60-second window admits more than ``per_minute``."""
-        capacity = max(1.0, per_minute * burst_seconds / WINDOW_SECONDS)
-        # Never drain slower than half the limit, even for absurdly small limits.
-        rate = max(per_minute - capacity, per_minute / 2) / WINDOW_SECONDS
-        return cls(capacity=capacity, rate_per_second=rate)
-
-
-class LeakyBucket:
-    """A meter that each admission fills and time drains at ``rate x pace``; over capacity is debt."""
-
-    def __init__(self, shape: BucketShape, now: float):
-        self.shape = shape
-        self.level = 0.0
-        self._updated = now
-
-    def drain(self, now: float, pace: float) -> None:
-        """Let out what drained since the last look, at ``pace`` times the shape's rate."""
-        self.level = max(0.0, self.level - (now - self._updated) * self.shape.rate_per_second * pace)
-        self._updated = max(self._updated, now)
-
-    def wait(self, amount: float, now: float, pace: float) -> float:
-        """Return the seconds until ``amount`` fits (an amount above capacity fits an empty bucket)."""
-        self.drain(now, pace)
-        excess = self.level - max(0.0, self.shape.capacity - amount)
-        return max(0.0, excess / (self.shape.rate_per_second * pace))
-
-
-@dataclass
-class EndpointAllowance:
-    """One endpoint limit as the gate last heard it: what is left, refilling at the endpoint's rate."""
-
-    level: float
-    limit: float
-    rate_per_second: float
-    updated: float
-
-    def refill(self, now: float) -> None:
-        """Add what the endpoint restored since the last look, up to its limit."""
-        self.level = min(self.limit, self.level + max(0.0, now - self.updated) * self.rate_per_second)
-        self.updated = max(self.updated, now)
-
-    def wait(self, amount: float, now: float) -> float:
-        """Return the seconds until the endpoint would hold ``amount`` (never more than its limit)."""
-        self.refill(now)
-        missing = min(amount, self.limit) - self.level
-        return max(0.0, missing / self.rate_per_second) if missing > 0 else 0.0
-
 
 @dataclass(frozen=True, slots=True)
 class Admission:
@@ -130,6 +86,7 @@ class RateGate:
         burst_seconds: float = DEFAULT_BURST_SECONDS,
         adaptive: bool = True,
         clock: Clock | None = None,
+        outer: GlobalGate | None = None,
     ):
         """Make a gate for ``rpm``/``tpm``; ``adaptive=False`` ignores rate-limit headers and never cuts the pace."""
         self._clock: Clock = clock or MonotonicClock()
@@ -149,6 +106,7 @@ class RateGate:
         self._sent_at_cut = -1.0  # requests sent by then: 429s for those belong to that cut
         self._logged_until = now
         self._lock = asyncio.Lock()
+        self.outer = outer
 
     @property
     def pace(self) -> float:
@@ -180,6 +138,10 @@ class RateGate:
                     self._logged_until = now + wait
                     run_logger().info("rate limit: holding requests %.1f s (%s)", wait, reason)
                 await self._clock.sleep(wait)
+            slot = await self.outer.reserve(estimated_tokens) if self.outer is not None else 0.0
+            if slot >= WAIT_RESOLUTION_S:  # booked only now that this worker may go (point 4 above)
+                await self._clock.sleep(slot)
+                now = self._clock.now()
             return self._admit(estimated_tokens, now)
 
     async def settle(self, estimated_tokens: int, actual_tokens: int | None) -> None:
@@ -191,6 +153,8 @@ class RateGate:
         self._sent["tokens"] += extra
         if "tokens" in self._endpoint:
             self._endpoint["tokens"].level -= extra
+        if self.outer is not None:
+            await self.outer.charge(int(extra))
 
     def observe(self, headers: Mapping[str, str], admission: Admission | None = None) -> None:
         """Follow an answer's ``x-ratelimit-*`` headers; ``admission`` is that request's, to project them."""

@@ -20,6 +20,7 @@ from openai import AsyncOpenAI
 
 from vqa_distill.teacher.client import open_client
 from vqa_distill.teacher.gate import RateGate
+from vqa_distill.teacher.global_gate import open_global_gate
 from vqa_distill.teacher.imaging import PreparedImage, prepare_image
 from vqa_distill.teacher.ledger import Ledger
 from vqa_distill.teacher.params import TeacherParams
@@ -68,8 +69,10 @@ class TeacherResources:
     images: PreparedImages
 
     async def aclose(self) -> None:
-        """Release the connection pool and the image threads (the ledger belongs to the flow)."""
+        """Release the connection pools and the image threads (the ledger belongs to the flow)."""
         await self.client.close()
+        if self.gate.outer is not None:
+            await self.gate.outer.aclose()
         self.images.close()
 
 
@@ -104,10 +107,21 @@ def resources_of(flow_run_id: str) -> TeacherResources:
 
 
 async def open_resources(params: TeacherParams, ledger: Ledger) -> TeacherResources:
-    """Build a run's live objects from its parameters: the client (key from env or block), gate, image cache."""
+    """Build a run's live objects from its parameters: the client (key from env or block), gate, image cache.
+
+    With ``VQA_DISTILL_REDIS_URL`` set, the gate also follows the limit every worker shares
+    (``global_gate.py``); an unreachable Redis stops the run here, before any request.
+    """
+    shared = await open_global_gate(base_url=params.base_url, model=params.model, rpm=params.rpm, tpm=params.tpm)
+    try:
+        client = await open_client(base_url=params.base_url, api_key_block=params.api_key_block, timeout=params.timeout)
+    except BaseException:
+        if shared is not None:
+            await shared.aclose()
+        raise
     return TeacherResources(
-        client=await open_client(base_url=params.base_url, api_key_block=params.api_key_block, timeout=params.timeout),
-        gate=RateGate(params.rpm, params.tpm, max_retry_after=params.max_retry_after),
+        client=client,
+        gate=RateGate(params.rpm, params.tpm, max_retry_after=params.max_retry_after, outer=shared),
         ledger=ledger,
         images=PreparedImages(capacity=params.concurrency + IMAGE_CACHE_SLACK),
     )
