@@ -5,6 +5,9 @@ bound on runs in flight (docs/architecture.md says why not ``.map``). In questio
 prompt gets an ``ask-questions`` run, then one ``ask-teacher`` run per question (and a ``judge-answer``
 run with a judge), under the same bound. The flow ends Failed, saying how many, when any request
 failed, so the UI's Retry button re-asks just those.
+
+With ``params.shards`` > 1 the same plan is asked by ``teacher-shard`` runs on cpu-pool, one per part
+(``flows/sharded.py``); this run waits for them and builds the dataset once.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from flows.batch_submit import submit_in_run
+from flows.sharded import ask_in_shards
 from tasks.questions import question_stages
 from tasks.report import publish_run_artifacts
 from tasks.teacher import ask_teacher, with_retries
@@ -28,6 +32,7 @@ from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.plan import RunPlan, plan_run
 from vqa_distill.teacher.qa_fanout import ask_in_stages
 from vqa_distill.teacher.resources import open_resources, registered
+from vqa_distill.teacher.shards import ShardRun, unfinished_message
 from vqa_distill.teacher.summary import RunSummary, summarize, write_summary
 
 
@@ -66,7 +71,11 @@ async def generate(params: TeacherParams, only_keys: list[str] | None = None) ->
                 "%d images, %d requests: %d already answered, %d to ask",
                 len(plan.images), len(plan.requests), plan.already_answered, plan.pending,
             )  # fmt: skip
-            outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
+            shards: list[ShardRun] = []
+            if params.shards > 1:
+                outcome, shards = await ask_in_shards(plan, params, ledger, only_keys)
+            else:
+                outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
         except FatalRunError as exc:
             # Said once, plainly: a wrong key or endpoint is not a bug, a traceback would bury the reason.
             logger.error("%s", exc)
@@ -80,9 +89,9 @@ async def generate(params: TeacherParams, only_keys: list[str] | None = None) ->
     write_summary(params.out, summary)
     await publish_run_artifacts(summary)
     logger.info("answered now %d, failed %d, train rows %d", summary.answered_now, summary.failed, dataset.train_rows)
-    if summary.failed:
-        return Failed(  # type: ignore[return-value]
-            message=f"{summary.failed} of {outcome.asked} requests failed (see failed.jsonl in {params.out})",
-            data=summary,
-        )
+    unfinished = unfinished_message(shards)
+    if summary.failed or unfinished:
+        failed = f"{summary.failed} of {outcome.asked} requests failed (see failed.jsonl in {params.out})"
+        message = "; ".join(part for part in (failed if summary.failed else "", unfinished) if part)
+        return Failed(message=message, data=summary)  # type: ignore[return-value]
     return summary

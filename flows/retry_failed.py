@@ -1,6 +1,7 @@
 """The ``retry-failed`` flow: re-ask only the images that failed in one teacher run, then rebuild its dataset.
 
-The failed images come from the Prefect API (the run's failed ``ask-teacher`` task runs), the request
+The failed images come from the Prefect API (the run's failed ``ask-teacher`` task runs, or those of
+its ``teacher-shard`` runs), the request
 keys from the run folder's ledger; the teacher run is repeated with its own parameters, limited to
 those keys. Answered images are never asked again, so this costs only the failed requests.
 """
@@ -27,7 +28,8 @@ async def retry_failed(flow_run_id: str = LATEST) -> RunSummary:
     logger = get_run_logger()
     run = await find_failed(flow_run_id)
     params = teacher_params_of(run).model_copy(update={"batch": False})  # a batch run's failures: online, now
-    keys = keys_to_retry(params.out, run.flow_run_id, [image.file for image in run.images])
+    # A sharded run's failures were recorded by its shard runs; the retry is sharded again (params.shards).
+    keys = keys_to_retry(params.out, [run.flow_run_id, *run.shard_run_ids], [image.file for image in run.images])
     logger.info(
         "teacher run %s (%s): %d failed image(s) listed, %d request(s) to re-ask into %s",
         run.flow_run_name, run.flow_run_id, len(run.images), len(keys), params.out,

@@ -27,7 +27,7 @@ from vqa_distill.supervisor import ManagedProcess, port_is_free, stop_process
 from vqa_distill.teacher.failed import file_of, keys_to_retry, reason_of
 from vqa_distill.teacher.ledger import Ledger, TeacherRecord
 
-DEPLOYMENTS = {"pipeline", "nightly-refresh", "train", "retry-failed", "generate", "collect-batches"}
+DEPLOYMENTS = {"pipeline", "nightly-refresh", "train", "retry-failed", "generate", "collect-batches", "teacher-shard"}
 
 
 def prefect_yaml() -> dict[str, Any]:
@@ -40,7 +40,7 @@ def test_prefect_yaml_declares_the_deployments_on_their_pools() -> None:
     assert set(deployments) == DEPLOYMENTS
     pools = {name: d["work_pool"]["name"] for name, d in deployments.items()}
     assert pools == {"pipeline": CPU_POOL, "nightly-refresh": CPU_POOL, "train": GPU_POOL,
-                     "retry-failed": CPU_POOL, "generate": CPU_POOL, "collect-batches": CPU_POOL}  # fmt: skip
+                     "retry-failed": CPU_POOL, "generate": CPU_POOL, "collect-batches": CPU_POOL, "teacher-shard": CPU_POOL}  # fmt: skip
     train = deployments["train"]
     assert "gpu" in train["tags"] and train["concurrency_limit"]["limit"] == 1
     [schedule] = deployments["nightly-refresh"]["schedules"]

@@ -86,6 +86,14 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
     add("--batch", action="store_const", const=True,
         help="submit through the Batch API (half price, answers within 24 h) and return at once with the batch "
         "ids; `vqa-distill collect` records the answers and builds the dataset")
+    add("--shards", type=int,
+        help="split the images into N parts, each a teacher-shard run that any cpu-pool worker takes (needs "
+        "`vqa-distill deploy` and workers); this run waits and builds the dataset once (default 1: ask here)")
+    add("--shard-attempts", "--shard_attempts", dest="shard_attempts", type=int,
+        help="runs of one shard at most when its worker crashes (default 3)")
+    add("--ledger-url", dest="ledger_url",
+        help="database URL of a shared ledger (postgresql+psycopg://...); sets VQA_DISTILL_LEDGER_URL for this "
+        "command only and is never stored (it holds a password); workers need the same variable")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--verbose", "-v", action="store_true",
         help="print every task run's log line here too (the Prefect UI always has them)")
@@ -115,7 +123,7 @@ def params_from_args(args: argparse.Namespace) -> Any:
     from vqa_distill.teacher.params import build_params, load_config_file
 
     values: dict[str, Any] = load_config_file(args.config) if args.config else {}
-    skip = {"config", "command", "func", "no_progress", "output_json_path", "verbose"}
+    skip = {"config", "command", "func", "no_progress", "output_json_path", "verbose", "ledger_url"}
     for name, value in vars(args).items():
         if name not in skip and value is not None:
             values[_FIELD_OF.get(name, name)] = value
@@ -135,6 +143,10 @@ def run_generate(args: argparse.Namespace) -> int:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from vqa_distill.errors import FatalRunError
 
+    if args.ledger_url:  # an environment variable, never a parameter: Prefect stores and shows parameters
+        from vqa_distill.teacher.ledger import LEDGER_URL_ENV
+
+        os.environ[LEDGER_URL_ENV] = args.ledger_url
     try:
         params = params_from_args(args)
         use_prefect_api()

@@ -42,7 +42,9 @@ from vqa_distill.supervisor import is_healthy, port_is_free, start_process, stop
 
 OFFLINE_TEACHER_KEY = "sk-offline-teacher"  # the offline server accepts any key; the client needs one
 GpuWorker = Literal["auto", "cpu", "none"]
-LOCAL_STACK = TeamOptions()  # one cpu worker, SQLite, loopback only
+LOCAL_STACK = TeamOptions()
+HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+HEARTBEAT_S = 30  # Prefect's minimum  # one cpu worker, SQLite, loopback only
 # The settings state.json may show (never a secret; the team's secrets stay in their files).
 SHOWN = {*SERVER_SETTINGS, "PREFECT_HOME", "PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "VQA_DISTILL_ROOT"}
 
@@ -59,6 +61,9 @@ def stack_env(home: Path, port: int, base: Mapping[str, str] | None = None) -> d
             "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "shared" / "results"),
             "VQA_DISTILL_ROOT": str(REPO_ROOT),  # prefect.yaml's pull step: run this checkout
             "PYTHONUNBUFFERED": "1",
+            # Flow runs send heartbeats; deploy sizes the automation that marks silent runs Crashed from
+            # the same value (a worker whose machine died is noticed after three missed beats).
+            HEARTBEAT_ENV: str(HEARTBEAT_S),
         }
     )
     return env
@@ -172,9 +177,6 @@ def _start_all(
         say(f"offline teacher at http://{service_host}:{teacher_port}/v1 (accepts any API key)")
     gpus = gpu_count() if gpu_worker == "auto" else 0
     client_env = {**env, **services.workers}
-    if team.is_team or team.cpu_workers > 1:
-        # Workers' runs send heartbeats; deploy sizes the automation that marks silent runs Crashed from it.
-        client_env["PREFECT_FLOWS_HEARTBEAT_FREQUENCY"] = str(team.heartbeat_s)
     if deploy:
         apply_deployments(client_env, gpu_slots=max(gpus, 1), say=say)
     worker_env = {**client_env, "PREFECT_API_URL": f"http://{service_host}:{state.port}/api"}

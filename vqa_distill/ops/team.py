@@ -42,7 +42,6 @@ class TeamOptions:
     postgres_port: int = DEFAULT_POSTGRES_PORT
     redis_port: int = DEFAULT_REDIS_PORT
     runs_per_worker: int | None = None  # flow runs one cpu worker takes at once (None: no cap, Prefect's default)
-    heartbeat_s: int = 30  # flow-run heartbeats (Prefect allows 30 s at least): a dead worker shows after a few
 
     @property
     def is_team(self) -> bool:

@@ -2,7 +2,8 @@
 
 A run is named by its flow run id or ``latest`` (the most recent ``generate`` flow run). A pipeline,
 nightly-refresh or retry-failed run is resolved to the ``generate`` run inside it, so any id the UI
-shows works. The Prefect API says which images failed and why (one ``ask-teacher[<file>]`` task run
+shows works. A sharded run's task runs live in its ``teacher-shard`` child runs: the latest try of each
+shard in the parent's latest attempt counts (``teacher/shard_runs.py``). The Prefect API says which images failed and why (one ``ask-teacher[<file>]`` task run
 per image, its state message carrying the HTTP status and the API's message, or the decode error);
 the run folder's ledger, found through the run's ``params.out`` parameter, holds the request keys.
 """
@@ -10,7 +11,7 @@ the run folder's ledger, found through the run's ``params.out`` parameter, holds
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,6 +20,7 @@ from uuid import UUID
 from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.teacher.ledger import LEDGER_FILE, STATUS_FAILED, Ledger
 from vqa_distill.teacher.params import TeacherParams
+from vqa_distill.teacher.shard_runs import SHARD_FLOW, current_shard_runs
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -54,6 +56,7 @@ class FailedRun:
     state: str
     out: str | None
     images: list[FailedImage] = field(default_factory=list)
+    shard_run_ids: list[str] = field(default_factory=list)  # a sharded run: the shard runs that count now
     parameters: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> dict[str, Any]:
@@ -116,7 +119,7 @@ async def resolve_teacher_run(client: PrefectClient, ref: str) -> FlowRun:
         run = await client.read_flow_run(run_id)
     except ObjectNotFound as exc:
         raise FatalRunError(f"no flow run {ref} on the Prefect server at {client.api_url}") from exc
-    if (await client.read_flow(run.flow_id)).name == GENERATE_FLOW:
+    if (await client.read_flow(run.flow_id)).name in (GENERATE_FLOW, SHARD_FLOW):  # a shard: its own failures
         return run
     # A pipeline, nightly-refresh or retry-failed run: its teacher step is a generate subflow run.
     children = await client.read_flow_runs(
@@ -170,6 +173,9 @@ async def find_failed(ref: str) -> FailedRun:
         try:
             run = await resolve_teacher_run(client, ref)
             images = await read_failed_images(client, run.id)
+            shards = await current_shard_runs(client, run.id)
+            for shard in shards:
+                images = merge_failed(images, await read_failed_images(client, shard.id))
         except httpx.TransportError as exc:
             raise FatalRunError(f"cannot reach the Prefect API at {client.api_url}: {exc}") from exc
     parameters = dict(run.parameters or {})
@@ -182,6 +188,7 @@ async def find_failed(ref: str) -> FailedRun:
         state=(run.state.name if run.state else None) or "unknown",
         out=str(out) if out else None,
         images=images,
+        shard_run_ids=[str(shard.id) for shard in shards],
         parameters=parameters,
     )
 
@@ -217,8 +224,8 @@ def teacher_params_of(run: FailedRun) -> TeacherParams:
     return TeacherParams.model_validate(values)
 
 
-def keys_to_retry(out: str | Path, flow_run_id: str, failed_paths: Iterable[str]) -> list[str]:
-    """Return the request keys still failed that the run failed on.
+def keys_to_retry(out: str | Path, flow_run_ids: str | Collection[str], failed_paths: Iterable[str]) -> list[str]:
+    """Return the request keys still failed that the run (or its shard runs: give every id) failed on.
 
     A record carries the id of the run that last tried it; a later run (an earlier retry) may have
     re-recorded it, so records still failed whose image path (relative to the images folder, never
@@ -228,9 +235,10 @@ def keys_to_retry(out: str | Path, flow_run_id: str, failed_paths: Iterable[str]
     if not (Path(out) / LEDGER_FILE).is_file():
         raise FatalRunError(f"no {LEDGER_FILE} in the run folder {out} (is it on this machine?)")
     paths = set(failed_paths)
+    runs = {flow_run_ids} if isinstance(flow_run_ids, str) else set(flow_run_ids)
     with Ledger(out) as ledger:
         return [
             record.key
             for record in ledger.records(STATUS_FAILED)
-            if record.flow_run_id == flow_run_id or record.rel_path in paths
+            if record.flow_run_id in runs or record.rel_path in paths
         ]

@@ -31,6 +31,8 @@ DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MAX_PIXELS = 1536 * 1536
 DEFAULT_MAX_TOKENS = 1024
 MAX_QUESTIONS = 20  # questions per image x prompt: past this a model repeats itself
+MAX_SHARDS = 64  # parts of one run at most; a part per worker slot is plenty
+DEFAULT_SHARD_ATTEMPTS = 3  # runs of one shard at most: the first, and two more after crashes
 DEFAULT_REVIEW_ROWS = 50  # rows sampled into review.html
 # LLaVA's three kinds of instruction data, or a mix of them (docs/vqa.md).
 QuestionStyle = Literal["mixed", "conversation", "detail", "reasoning"]
@@ -110,6 +112,19 @@ class TeacherParams(BaseModel):
         default=None, description="Model that scores every (image, question, answer) from 1 to 5; unset: no judge."
     )
     min_score: int | None = Field(default=None, ge=1, le=5, description="Leave out rows the judge scored lower.")
+    shards: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_SHARDS,
+        description="Split the images into this many parts, each a teacher-shard run on cpu-pool (any worker); "
+        "1: ask everything in this run.",
+    )
+    shard_attempts: int = Field(
+        default=DEFAULT_SHARD_ATTEMPTS,
+        ge=1,
+        le=10,
+        description="Runs of one shard at most when its worker crashes; each pays only for what the ledger lacks.",
+    )
     review: int = Field(
         default=DEFAULT_REVIEW_ROWS, ge=0, description="Rows sampled into review.html in the run folder (0: none)."
     )
@@ -129,6 +144,13 @@ class TeacherParams(BaseModel):
                 raise ValueError(f"{', '.join(given)} work on generated questions: set questions (--questions N)")
         if self.min_score is not None and self.judge_model is None:
             raise ValueError("min_score needs judge_model (--judge-model): only the judge gives scores")
+        return self
+
+    @model_validator(mode="after")
+    def _shards_are_online(self) -> TeacherParams:
+        """A Batch API submit is one quick run already: shards split online asking only."""
+        if self.batch and self.shards > 1:
+            raise ValueError("shards split online runs: batch mode submits in one run (leave shards at 1)")
         return self
 
     @model_validator(mode="after")

@@ -1,0 +1,58 @@
+"""The ``teacher-shard`` flow: ask one part of a sharded teacher run, on whichever cpu-pool worker takes it.
+
+The parent ``generate`` run starts one run of the ``teacher-shard`` deployment per part, as linked
+subflow runs, and waits for them. A shard plans the whole folder as ``generate`` does (answered
+requests cost nothing), keeps the images whose hash falls in its part, and runs the same per-image
+fan-out. It writes answers and failures to the ledger and builds nothing: the parent reads the ledger
+back and builds the dataset once. Run again after a crash, it asks only what the ledger still lacks.
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import Failed
+
+from flows.generate import ask_planned
+from vqa_distill.errors import FatalRunError
+from vqa_distill.teacher.fanout import FanOutOutcome
+from vqa_distill.teacher.ledger import Ledger
+from vqa_distill.teacher.params import TeacherParams
+from vqa_distill.teacher.plan import plan_run
+from vqa_distill.teacher.shards import ShardSummary, shard_plan
+
+
+@flow(name="teacher-shard", log_prints=False, validate_parameters=True)
+async def teacher_shard(params: TeacherParams, shard_index: int = 0, only_keys: list[str] | None = None) -> ShardSummary:
+    """Ask the teacher about this shard's images not answered yet (the parent builds the dataset).
+
+    Args:
+        params: The parent run's teacher parameters; ``shards`` says into how many parts the images split.
+        shard_index: Which part (0-based) this run asks: images whose sha256 falls in it.
+        only_keys: Re-ask only these request keys (set by retry-failed); empty: every unanswered request.
+    """
+    logger = get_run_logger()
+    if not 0 <= shard_index < params.shards:
+        message = f"shard_index {shard_index} is outside 0..{params.shards - 1}"
+        logger.error("%s", message)
+        return Failed(message=message)  # type: ignore[return-value]
+    with Ledger(params.out) as ledger:
+        try:
+            plan = shard_plan(plan_run(params, ledger, set(only_keys) if only_keys is not None else None),
+                              params.shards, shard_index)  # fmt: skip
+            logger.info("shard %d of %d: %d request(s) to ask", shard_index + 1, params.shards, plan.pending)
+            outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
+        except FatalRunError as exc:
+            logger.error("%s", exc)
+            return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+    summary = ShardSummary(
+        shard_index=shard_index, shards=params.shards, flow_run_id=flow_run.id, answered_now=len(outcome.fresh),
+        cached=outcome.cached, failed=len(outcome.failures), discovered=outcome.discovered,
+    )  # fmt: skip
+    logger.info("shard %d of %d: answered now %d, cached %d, failed %d", shard_index + 1, params.shards,
+                summary.answered_now, summary.cached, summary.failed)  # fmt: skip
+    if summary.failed:
+        return Failed(  # type: ignore[return-value]
+            message=f"{summary.failed} of {outcome.asked} requests of shard {shard_index + 1} failed", data=summary
+        )
+    return summary
