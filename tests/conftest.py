@@ -24,6 +24,7 @@ pytest_plugins = [
     "tests.support.student_fixtures",
     "tests.support.ops_fixtures",
     "tests.support.redis",
+    "tests.support.postgres",
 ]
 
 _SESSION_DIR = Path(tempfile.mkdtemp(prefix="vqa-distill-tests-"))

@@ -11,6 +11,7 @@ VqaDistillError
 ├── ImageError               one image cannot be used (decode failure): recorded, the run goes on
 ├── TeacherError             one teacher request went wrong
 │   ├── TransientTeacherError    worth retrying: 429, 5xx, timeouts, connection drops, broken JSON
+│   │   └── LedgerUnavailable        the ledger's database dropped the connection (a restart, a network cut)
 │   └── PermanentTeacherError    not worth retrying: 400 and other 4xx, a refused image
 └── DatasetError             dataset rows that cannot be trained on (named by line and reason)
 ```
@@ -67,6 +68,10 @@ class TeacherError(VqaDistillError):
 
 class TransientTeacherError(TeacherError):
     """Raised for failures that a later attempt may not see (429, 5xx, timeouts, broken JSON)."""
+
+
+class LedgerUnavailable(TransientTeacherError):
+    """Raised when the ledger's database cannot be reached mid-run; the task's retry policy retries it."""
 
 
 class PermanentTeacherError(TeacherError):

@@ -199,7 +199,7 @@ def test_keys_to_retry_are_the_runs_still_failed_requests(tmp_path: Path) -> Non
         ledger.record(_record("d", "failed", "d.png", "run-3"))  # another run's failure
     assert keys_to_retry(tmp_path, "run-1", ["a.png", "b.png"]) == ["a", "b"]
     assert keys_to_retry(tmp_path, "run-9", []) == []
-    with pytest.raises(FatalRunError, match=r"no ledger\.sqlite"):
+    with pytest.raises(FatalRunError, match=r"no ledger for the run folder"):
         keys_to_retry(tmp_path / "elsewhere", "run-1", [])
 
 

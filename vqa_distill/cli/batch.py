@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from vqa_distill.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
@@ -84,9 +83,9 @@ def _fail(message: object) -> int:
 
 def _missing_ledger(args: argparse.Namespace) -> str | None:
     """Return the first ``--out`` folder without a ledger (a typo, or a folder on another machine), or None."""
-    from vqa_distill.teacher.ledger import LEDGER_FILE
+    from vqa_distill.teacher.ledger import ledger_exists
 
-    return next((out for out in args.out or [] if not (Path(out) / LEDGER_FILE).is_file()), None)
+    return next((out for out in args.out or [] if not ledger_exists(out)), None)
 
 
 def _uses_secret_block(args: argparse.Namespace) -> bool:

@@ -207,9 +207,9 @@ def print_summary(summary: Any) -> None:
 def run_dataset(args: argparse.Namespace) -> int:
     """Rebuild the dataset from the ledger alone: no call is made."""
     from vqa_distill.dataset.build import build_dataset
-    from vqa_distill.teacher.ledger import KIND_QUESTIONS, LEDGER_FILE, Ledger
+    from vqa_distill.teacher.ledger import KIND_QUESTIONS, LEDGER_FILE, Ledger, ledger_exists
 
-    if not (Path(args.out) / LEDGER_FILE).is_file():
+    if not ledger_exists(args.out):
         print(f"error: no {LEDGER_FILE} in {args.out}", file=sys.stderr)
         return EXIT_FATAL
     with Ledger(args.out) as ledger:

@@ -19,13 +19,13 @@ from typing import Literal
 from vqa_distill.ops.stack_secrets import StackSecrets
 from vqa_distill.ops.stack_state import AUTH_ENV, StackState
 from vqa_distill.paths import DEFAULT_POSTGRES_PORT, DEFAULT_REDIS_PORT, LOOPBACK
+from vqa_distill.teacher.global_gate import REDIS_URL_ENV
+from vqa_distill.teacher.ledger import LEDGER_URL_ENV
 
 PREFECT_DATABASE = "prefect"
 LEDGER_DATABASE = "ledger"
 PREFECT_REDIS_DB = 0
 LIMIT_REDIS_DB = 1
-LEDGER_URL_ENV = "VQA_DISTILL_LEDGER_URL"
-REDIS_URL_ENV = "VQA_DISTILL_REDIS_URL"
 ANY_ADDRESS = "0.0.0.0"
 
 Namespaces = Literal["auto", "on", "off"]

@@ -1,14 +1,16 @@
 """The Batch API side of a run folder's ledger: the batches sent, the keys they carry, and the folder's lock.
 
-The ``batches`` table sits in ``ledger.sqlite`` next to the records. A part of a submission is first
+The ``batches`` table sits in the ledger next to the records (its SQLite file or its PostgreSQL
+schema, see ``ledger_store``). A part of a submission is first
 *claimed*: its row is written as ``pending`` under a tag and its keys are recorded ``submitted`` with
 that tag as their batch id, in one transaction, before anything is uploaded. Once the batch exists the
 tag is replaced by the batch's id (*adopted*). A submit killed in between leaves a pending row; the
 next submit or collect looks the tag up in the batches' metadata at the endpoint and adopts the batch,
 or, when no batch was created, gives the keys back (*released*). So a key is never in two batches.
 
-Submits and collects of one folder take its lock (``flock`` on ``batches.lock``; the kernel releases it
-when a process dies), so two of them never work on the same pending parts at once.
+Submits and collects of one folder take its lock (``flock`` on ``batches.lock``, or a PostgreSQL
+advisory lock when the ledger is shared; released when the holder dies), so two of them never work on
+the same pending parts at once.
 """
 
 from __future__ import annotations
@@ -17,53 +19,29 @@ import asyncio
 import contextlib
 import fcntl
 import json
-import sqlite3
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import ColumnElement, delete, insert, select, text, update
+
 from vqa_distill.errors import FatalRunError
-from vqa_distill.teacher.ledger import STATUS_FAILED, STATUS_SUBMITTED, Ledger, TeacherRecord, utc_now
+from vqa_distill.teacher.ledger import STATUS_SUBMITTED, Ledger, TeacherRecord, ledger_url, utc_now
+from vqa_distill.teacher.ledger_store import LedgerStore, schema_for
+from vqa_distill.teacher.ledger_tables import BATCH_META, BATCHES, RECORDS
 from vqa_distill.teacher.outcomes import base_record
 from vqa_distill.teacher.request import TeacherRequest
 
 LOCK_FILE = "batches.lock"
 LOCK_TIMEOUT_S = 600.0  # a collect of 50,000 lines takes about a minute: wait for it, not forever
 LOCK_POLL_S = 0.2
-SQLITE_TIMEOUT_S = 30.0
 
 PENDING = "pending"  # claimed; no batch id known yet
 RELEASED = "released"  # an interrupted submit that created no batch: its keys went back
 FINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})  # the API's final statuses
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS batches (
-    tag TEXT PRIMARY KEY,
-    batch_id TEXT UNIQUE,
-    status TEXT NOT NULL,
-    part INTEGER NOT NULL,
-    parts INTEGER NOT NULL,
-    requests INTEGER NOT NULL,
-    bytes INTEGER NOT NULL,
-    model TEXT NOT NULL,
-    base_url TEXT,
-    api_key_block TEXT,
-    flow_run_id TEXT,
-    input_file_id TEXT,
-    output_file_id TEXT,
-    error_file_id TEXT,
-    counts TEXT NOT NULL DEFAULT '{}',
-    errors TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    collected_at TEXT
-);
-CREATE TABLE IF NOT EXISTS batch_meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-"""
-
 
 @dataclass
 class BatchRow:
@@ -101,40 +79,82 @@ def in_flight_keys(ledger: Ledger) -> set[str]:
 
 
 @contextlib.asynccontextmanager
-async def run_folder_lock(out: str | Path, timeout_s: float = LOCK_TIMEOUT_S) -> AsyncIterator[None]:
-    """Hold the run folder's batch lock; raise FatalRunError when another submit/collect keeps it too long."""
-    path = Path(out) / LOCK_FILE
+async def run_folder_lock(
+    out: str | Path, timeout_s: float = LOCK_TIMEOUT_S, url: str | None = None
+) -> AsyncIterator[None]:
+    """Hold the run folder's batch lock; raise FatalRunError when another submit/collect keeps it too long.
+
+    With a SQLite ledger it is ``flock`` on ``batches.lock`` in the folder; with a PostgreSQL ledger
+    (``url``, else $VQA_DISTILL_LEDGER_URL) a session advisory lock on the folder's schema, since
+    machines sharing the database may not share a file lock (flock over NFS is not). Either way the
+    lock goes when its holder dies (the kernel closes the file; the server drops the session).
+    """
+    chosen = ledger_url(out, url)
+    if chosen.startswith("sqlite"):
+        async with _file_lock(Path(out) / LOCK_FILE, timeout_s):
+            yield
+    else:
+        async with _database_lock(chosen, Path(out), timeout_s):
+            yield
+
+
+async def _wait_for(try_lock: Callable[[], bool], what: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not try_lock():
+        if time.monotonic() > deadline:
+            raise FatalRunError(f"another submit or collect holds {what} (waited {timeout_s:.0f} s)")
+        await asyncio.sleep(LOCK_POLL_S)
+
+
+@contextlib.asynccontextmanager
+async def _file_lock(path: Path, timeout_s: float) -> AsyncIterator[None]:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a") as handle:
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def try_lock() -> bool:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
+                return True
             except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise FatalRunError(
-                        f"another submit or collect holds {path} (waited {timeout_s:.0f} s)"
-                    ) from None
-                await asyncio.sleep(LOCK_POLL_S)
+                return False
+
+        await _wait_for(try_lock, str(path), timeout_s)
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@contextlib.asynccontextmanager
+async def _database_lock(url: str, out: Path, timeout_s: float) -> AsyncIterator[None]:
+    store = LedgerStore(url, out)
+    key = int(schema_for(out)[-15:], 16)  # 60 bits of the folder's schema hash: a bigint lock key
+    try:
+        with store.read() as connection:
+            connection.execution_options(isolation_level="AUTOCOMMIT")  # the lock is the session's, not a transaction's
+
+            def try_lock() -> bool:
+                return bool(connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
+
+            await _wait_for(try_lock, f"the lock of {out} in {store.where}", timeout_s)
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+    finally:
+        store.close()
+
+
 class BatchBook:
-    """The batches table of one ledger, on its own connection (never interleaved with a ledger write)."""
+    """The batches table of one ledger; every call takes its own pooled connection (never a ledger write's)."""
 
     def __init__(self, ledger: Ledger):
         self.ledger = ledger
-        self._db = sqlite3.connect(ledger.path, timeout=SQLITE_TIMEOUT_S, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.executescript(_SCHEMA)
+        self._store = ledger.store  # the tables exist: the ledger made them
+        self._statements = ledger.store.statements
 
     def close(self) -> None:
-        """Close the connection."""
-        self._db.close()
+        """Nothing to release: the connections belong to the ledger's engine (kept for ``with``)."""
 
     def __enter__(self) -> BatchBook:
         return self
@@ -145,16 +165,14 @@ class BatchBook:
     # --- the run folder's identity and last submission ------------------------------------------
     def run_id(self) -> str:
         """Return the folder's run id (made once): what a batch's metadata names it by."""
-        self._db.execute(
-            "INSERT OR IGNORE INTO batch_meta(name, value) VALUES ('run_id', ?)", (uuid.uuid4().hex,)
-        )
+        with self._store.write() as connection:
+            connection.execute(self._statements["meta_first"], {"name": "run_id", "value": uuid.uuid4().hex})
         return str(self._meta("run_id"))
 
     def save_params(self, params: dict[str, Any]) -> None:
         """Remember the teacher parameters of the latest submission (collect rebuilds the dataset with them)."""
-        self._db.execute(
-            "INSERT OR REPLACE INTO batch_meta(name, value) VALUES ('params', ?)", (json.dumps(params),)
-        )
+        with self._store.write() as connection:
+            connection.execute(self._statements["meta_set"], {"name": "params", "value": json.dumps(params)})
 
     def params(self) -> dict[str, Any] | None:
         """Return the teacher parameters of the latest submission, if any."""
@@ -162,8 +180,8 @@ class BatchBook:
         return json.loads(value) if value else None
 
     def _meta(self, name: str) -> str | None:
-        row = self._db.execute("SELECT value FROM batch_meta WHERE name = ?", (name,)).fetchone()
-        return row["value"] if row else None
+        with self._store.read() as connection:
+            return connection.execute(select(BATCH_META.c.value).where(BATCH_META.c.name == name)).scalar()
 
     # --- claims, adoption, release ---------------------------------------------------------------
     def claim(self, row: BatchRow, requests: list[TeacherRequest]) -> int:
@@ -173,110 +191,79 @@ class BatchBook:
         meanwhile stays as it is (its line may still be in the file: it is then recorded once).
         """
         now = utc_now()
-        with self._immediate():
-            self._db.execute(
-                "INSERT INTO batches(tag, status, part, parts, requests, bytes, model, base_url, api_key_block, "
-                "flow_run_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    row.tag,
-                    PENDING,
-                    row.part,
-                    row.parts,
-                    row.requests,
-                    row.bytes,
-                    row.model,
-                    row.base_url,
-                    row.api_key_block,
-                    row.flow_run_id,
-                    now,
-                    now,
-                ),
-            )
+        claim = self._statements["claim"]
+        with self._store.write() as connection:
+            connection.execute(
+                insert(BATCHES).values(
+                    tag=row.tag, status=PENDING, part=row.part, parts=row.parts, requests=row.requests,
+                    bytes=row.bytes, model=row.model, base_url=row.base_url, api_key_block=row.api_key_block,
+                    flow_run_id=row.flow_run_id, created_at=now, updated_at=now,
+                )
+            )  # fmt: skip
             claimed = 0
             for request in requests:
-                record = _submitted(request, row, now)
-                values = record.to_json()
+                values = _submitted(request, row, now).to_json()
                 values["params"] = json.dumps(values["params"], sort_keys=True)
-                columns = list(values)
-                updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in {"key", "created_at"})
-                cursor = self._db.execute(
-                    f"INSERT INTO records ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)}) "
-                    f"ON CONFLICT(key) DO UPDATE SET {updates} WHERE records.status = '{STATUS_FAILED}'",
-                    values,
-                )
-                claimed += cursor.rowcount
+                claimed += connection.execute(claim, values).rowcount
         return claimed
 
     def adopt(self, tag: str, batch_id: str, status: str, input_file_id: str | None) -> None:
         """Name the claimed part's batch: its keys now carry the batch id."""
-        with self._immediate():
-            self._db.execute(
-                "UPDATE batches SET batch_id = ?, status = ?, input_file_id = ?, updated_at = ? WHERE tag = ?",
-                (batch_id, status, input_file_id, utc_now(), tag),
+        with self._store.write() as connection:
+            connection.execute(
+                update(BATCHES)
+                .where(BATCHES.c.tag == tag)
+                .values(batch_id=batch_id, status=status, input_file_id=input_file_id, updated_at=utc_now())
             )
-            self._db.execute(
-                "UPDATE records SET batch_id = ? WHERE batch_id = ? AND status = ?",
-                (batch_id, tag, STATUS_SUBMITTED),
+            connection.execute(
+                update(RECORDS)
+                .where(RECORDS.c.batch_id == tag, RECORDS.c.status == STATUS_SUBMITTED)
+                .values(batch_id=batch_id)
             )
 
     def release(self, tag: str) -> int:
         """Give the keys of a claim that never became a batch back (not answered); return how many."""
-        with self._immediate():
-            cursor = self._db.execute(
-                "DELETE FROM records WHERE batch_id = ? AND status = ?", (tag, STATUS_SUBMITTED)
+        with self._store.write() as connection:
+            released = connection.execute(
+                delete(RECORDS).where(RECORDS.c.batch_id == tag, RECORDS.c.status == STATUS_SUBMITTED)
+            ).rowcount
+            connection.execute(
+                update(BATCHES).where(BATCHES.c.tag == tag).values(status=RELEASED, updated_at=utc_now())
             )
-            self._db.execute(
-                "UPDATE batches SET status = ?, updated_at = ? WHERE tag = ?", (RELEASED, utc_now(), tag)
-            )
-        return cursor.rowcount
+        return released
 
     # --- progress ---------------------------------------------------------------------------------
     def update(self, batch_id: str, **values: Any) -> None:
         """Store what the endpoint said of a batch (status, counts, file ids, errors)."""
         if "counts" in values:
             values["counts"] = json.dumps(values["counts"], sort_keys=True)
-        assignments = ", ".join(f"{name} = :{name}" for name in values)
-        self._db.execute(
-            f"UPDATE batches SET {assignments}, updated_at = :now WHERE batch_id = :batch_id",
-            {**values, "now": utc_now(), "batch_id": batch_id},
-        )
+        with self._store.write() as connection:
+            connection.execute(
+                update(BATCHES).where(BATCHES.c.batch_id == batch_id).values(**values, updated_at=utc_now())
+            )
 
     def mark_collected(self, batch_id: str, counts: dict[str, int]) -> None:
         """Record that a finished batch's lines are in the ledger, and what they were."""
         self.update(batch_id, counts=counts, collected_at=utc_now())
 
-    def rows(self, where: str = "1", args: tuple[Any, ...] = ()) -> list[BatchRow]:
-        """Return the rows matching a fixed SQL condition (never user text), oldest first."""
-        rows = []
-        for row in self._db.execute(f"SELECT * FROM batches WHERE {where} ORDER BY created_at, part", args):
-            values = dict(row)
+    def rows(self, where: ColumnElement[bool] | str | None = None) -> list[BatchRow]:
+        """Return the rows matching ``where`` (a condition on ``BATCHES``, or fixed SQL, never user text), oldest first."""
+        query = select(*BATCHES.columns).order_by(BATCHES.c.created_at, BATCHES.c.part)
+        if where is not None:
+            query = query.where(text(where) if isinstance(where, str) else where)
+        with self._store.read() as connection:
+            found = [dict(row) for row in connection.execute(query).mappings()]
+        for values in found:
             values["counts"] = json.loads(values["counts"] or "{}")
-            rows.append(BatchRow(**values))
-        return rows
+        return [BatchRow(**values) for values in found]
 
     def pending(self) -> list[BatchRow]:
         """Return the claims whose batch is not known: interrupted submits (the caller holds the lock)."""
-        return self.rows("status = ?", (PENDING,))
+        return self.rows(BATCHES.c.status == PENDING)
 
     def uncollected(self) -> list[BatchRow]:
         """Return the batches whose results are not in the ledger yet."""
-        return self.rows("batch_id IS NOT NULL AND collected_at IS NULL")
-
-    def _immediate(self) -> _Immediate:
-        return _Immediate(self._db)
-
-
-class _Immediate:
-    """BEGIN IMMEDIATE/COMMIT: the write lock from the first statement, so a claim is all or nothing."""
-
-    def __init__(self, db: sqlite3.Connection):
-        self._db = db
-
-    def __enter__(self) -> None:
-        self._db.execute("BEGIN IMMEDIATE")
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+        return self.rows(BATCHES.c.batch_id.is_not(None) & BATCHES.c.collected_at.is_(None))
 
 
 def _submitted(request: TeacherRequest, row: BatchRow, now: str) -> TeacherRecord:

@@ -43,12 +43,12 @@ from vqa_distill.teacher.batch_submit import Recovery, recover_interrupted
 from vqa_distill.teacher.batch_summary import BatchSummary, batch_costs
 from vqa_distill.teacher.ledger import (
     DONE_STATUSES,
-    LEDGER_FILE,
     STATUS_FAILED,
     STATUS_SUBMITTED,
     STATUS_UNUSABLE,
     Ledger,
     TeacherRecord,
+    ledger_exists,
 )
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.plan import RunPlan, plan_run
@@ -73,7 +73,7 @@ class CollectOutcome:
 
 def has_batches(out: str | Path) -> bool:
     """Tell whether a run folder has a ledger with batches not collected or claims not settled (cheap)."""
-    if not (Path(out) / LEDGER_FILE).is_file():
+    if not ledger_exists(out):
         return False
     with Ledger(out) as ledger, BatchBook(ledger) as book:
         return bool(book.uncollected() or book.pending())
@@ -84,7 +84,7 @@ async def collect_run(
 ) -> RunSummary | None:
     """Collect the folder's finished batches and rebuild its dataset; None when no batch finished now."""
     with Ledger(out) as ledger, BatchBook(ledger) as book:
-        async with run_folder_lock(out):
+        async with run_folder_lock(out, url=ledger.store.url):
             recovery = Recovery()
             for base_url, block in {(row.base_url, row.api_key_block) for row in book.pending()}:
                 settled = await recover_interrupted(book, await client_for(base_url, block), base_url)

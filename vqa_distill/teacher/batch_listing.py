@@ -25,7 +25,7 @@ from vqa_distill.teacher.batch_remote import (
     list_batches,
     retrieve_batch,
 )
-from vqa_distill.teacher.ledger import LEDGER_FILE, Ledger
+from vqa_distill.teacher.ledger import Ledger, ledger_exists
 
 LOOKBACK_S = 7 * 24 * 3600  # an endpoint listing goes back a week: older batches are long finished
 PROBLEM_STATUSES = frozenset({"failed", "expired", "cancelled"})
@@ -84,7 +84,7 @@ def folder_rows(out: str | Path, rows: list[BatchRow]) -> list[dict[str, Any]]:
 
 async def refresh_folder(out: str | Path, clients: BatchClients) -> list[dict[str, Any]]:
     """Read the state of the folder's batches not collected yet from their endpoint; return its listing."""
-    if not (Path(out) / LEDGER_FILE).is_file():
+    if not ledger_exists(out):
         return []
     with Ledger(out) as ledger, BatchBook(ledger) as book:
         for row in book.uncollected():
@@ -98,7 +98,7 @@ async def refresh_folder(out: str | Path, clients: BatchClients) -> list[dict[st
 
 def stored_rows(out: str | Path) -> list[dict[str, Any]]:
     """Return the listing of a folder's batches as its ledger last saw them (no call)."""
-    if not (Path(out) / LEDGER_FILE).is_file():
+    if not ledger_exists(out):
         return []
     with Ledger(out) as ledger, BatchBook(ledger) as book:
         return folder_rows(out, book.rows())
@@ -127,7 +127,7 @@ async def endpoint_rows(client: AsyncOpenAI) -> list[dict[str, Any]]:
             batch.created_at,
             batch.id in collected[out],
         )
-        if not (Path(out) / LEDGER_FILE).is_file():
+        if not ledger_exists(out):
             row["collected"] = "?"
         rows.append(row)
     return rows
@@ -135,7 +135,7 @@ async def endpoint_rows(client: AsyncOpenAI) -> list[dict[str, Any]]:
 
 def _collected_ids(out: str) -> set[str]:
     """Return the ids of the batches a run folder on this machine has collected (none when it is elsewhere)."""
-    if not out or not (Path(out) / LEDGER_FILE).is_file():
+    if not out or not ledger_exists(out):
         return set()
     with Ledger(out) as ledger, BatchBook(ledger) as book:
         return {row.batch_id for row in book.rows("collected_at IS NOT NULL") if row.batch_id}
@@ -146,7 +146,7 @@ async def discover_run_folders(client: AsyncOpenAI) -> list[str]:
     folders: list[str] = []
     for batch in await list_batches(client, since_epoch=time.time() - LOOKBACK_S):
         out = (batch.metadata or {}).get(META_OUT)
-        if out and out not in folders and (Path(out) / LEDGER_FILE).is_file():
+        if out and out not in folders and ledger_exists(out):
             folders.append(out)
     return folders
 
@@ -155,7 +155,7 @@ def secret_blocks(outs: list[str]) -> set[str]:
     """Return the Prefect Secret blocks named by the folders' batches not collected yet (no call)."""
     blocks: set[str] = set()
     for out in outs:
-        if (Path(out) / LEDGER_FILE).is_file():
+        if ledger_exists(out):
             with Ledger(out) as ledger, BatchBook(ledger) as book:
                 blocks |= {row.api_key_block for row in book.uncollected() if row.api_key_block}
     return blocks

@@ -113,7 +113,7 @@ async def submit_run(
     limits = limits or BatchLimits.from_env()
     out = Path(params.out)
     with BatchBook(ledger) as book:
-        async with run_folder_lock(out):
+        async with run_folder_lock(out, url=ledger.store.url):
             recovery = await recover_interrupted(book, client, params.base_url)
             plan = plan_run(params, ledger, only_keys)
             book.save_params(params.model_dump(mode="json"))

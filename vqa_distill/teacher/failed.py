@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 from vqa_distill.errors import ConfigError, FatalRunError
-from vqa_distill.teacher.ledger import LEDGER_FILE, STATUS_FAILED, Ledger
+from vqa_distill.teacher.ledger import STATUS_FAILED, Ledger, ledger_exists
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.shard_runs import SHARD_FLOW, current_shard_runs
 
@@ -195,7 +195,7 @@ async def find_failed(ref: str) -> FailedRun:
 
 def batch_failures(out: str | None, flow_run_id: str) -> list[FailedImage]:
     """Return the failed records of a Batch API run, by image, from its ledger (none when not on this machine)."""
-    if not out or not (Path(out) / LEDGER_FILE).is_file():
+    if not out or not ledger_exists(out):
         return []
     with Ledger(out) as ledger:
         return [
@@ -232,8 +232,11 @@ def keys_to_retry(out: str | Path, flow_run_ids: str | Collection[str], failed_p
     the bare file name: ``a/x.jpg`` is not ``b/x.jpg``) is among the run's failed task runs count too.
     Answered keys are never returned: the ledger never turns an answer back into a failure.
     """
-    if not (Path(out) / LEDGER_FILE).is_file():
-        raise FatalRunError(f"no {LEDGER_FILE} in the run folder {out} (is it on this machine?)")
+    if not ledger_exists(out):
+        raise FatalRunError(
+            f"no ledger for the run folder {out}: not on this machine, or the run used a shared ledger "
+            "(set VQA_DISTILL_LEDGER_URL, or pass --ledger-url, as the run had it)"
+        )
     paths = set(failed_paths)
     runs = {flow_run_ids} if isinstance(flow_run_ids, str) else set(flow_run_ids)
     with Ledger(out) as ledger:

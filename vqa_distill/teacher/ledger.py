@@ -1,86 +1,87 @@
-"""The answer ledger: every teacher outcome, keyed by request content, in one SQLite file per run folder.
+"""The answer ledger: every teacher outcome, keyed by request content, in one store per run folder.
 
-Why SQLite: each outcome is committed on its own (a SIGKILL loses at most the request in flight),
-WAL mode lets ``failed``/``responses`` exports and the dashboards read while a run appends, and the
-primary key on the content key is the "never pay twice" guarantee. An answer, once stored, is never
-replaced by a later failure.
+The store is the run folder's SQLite file (``ledger.sqlite``), or, when ``VQA_DISTILL_LEDGER_URL``
+names a PostgreSQL database, that folder's schema in it (SQLite's WAL does not work across machines on
+a network file system). Both go through one code path (``ledger_store``, ``ledger_tables``). Each
+outcome is committed on its own (a SIGKILL loses at most the request in flight), readers never wait
+for the writer, and the primary key on the content key is the "never pay twice" guarantee. An answer,
+once stored, is never replaced by a later failure.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import ColumnElement, and_, select, true
+
 from vqa_distill.atomic import atomic_write_lines
+from vqa_distill.errors import LedgerUnavailable
+from vqa_distill.teacher.ledger_store import LedgerStore, schema_exists, sqlite_url
+from vqa_distill.teacher.ledger_tables import (
+    ADDED_COLUMNS,
+    DONE_STATUSES,
+    FILE_HASHES,
+    RECORDS,
+    STATUS_ANSWERED,
+    STATUS_FAILED,
+    STATUS_SUBMITTED,
+    STATUS_UNUSABLE,
+    utc_now,
+)
+
+__all__ = [
+    "ADDED_COLUMNS",
+    "DONE_STATUSES",
+    "FAILED_FILE",
+    "KIND_ANSWER",
+    "KIND_JUDGE",
+    "KIND_QUESTIONS",
+    "LEDGER_FILE",
+    "LEDGER_URL_ENV",
+    "RESPONSES_FILE",
+    "STATUS_ANSWERED",
+    "STATUS_FAILED",
+    "STATUS_SUBMITTED",
+    "STATUS_UNUSABLE",
+    "Ledger",
+    "TeacherRecord",
+    "ledger_exists",
+    "ledger_url",
+    "utc_now",
+]
 
 LEDGER_FILE = "ledger.sqlite"
 RESPONSES_FILE = "responses.jsonl"
 FAILED_FILE = "failed.jsonl"
-
-STATUS_ANSWERED = "answered"  # a usable answer (finish_reason "stop", non-empty)
-STATUS_UNUSABLE = "unusable"  # paid for, but truncated, filtered or empty: kept out of the dataset
-STATUS_FAILED = "failed"  # no answer: the error class and message say why
-STATUS_SUBMITTED = "submitted"  # in a Batch API batch not finished yet: not asked again meanwhile
-DONE_STATUSES = (STATUS_ANSWERED, STATUS_UNUSABLE)
+RECORD_PATIENCE_S = 120.0  # how long record() waits for a database that went away (a restart takes seconds)
+RECORD_FIRST_DELAY_S = 0.2
+RECORD_MAX_DELAY_S = 5.0
+LEDGER_URL_ENV = "VQA_DISTILL_LEDGER_URL"  # a PostgreSQL URL: the shared ledger; unset: the run folder's file
 
 KIND_ANSWER = "answer"  # an answer to a prompt or to a generated question: a dataset row
 KIND_QUESTIONS = "questions"  # a list of questions generated for one image x prompt (JSON in ``answer``)
 KIND_JUDGE = "judge"  # a judge's score of one (image, question, answer) (JSON in ``answer``)
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS records (
-    key TEXT PRIMARY KEY,
-    status TEXT NOT NULL,
-    image_path TEXT NOT NULL,
-    rel_path TEXT NOT NULL,
-    sha256 TEXT NOT NULL,
-    prompt TEXT NOT NULL,
-    system TEXT,
-    model TEXT NOT NULL,
-    params TEXT NOT NULL,
-    answer TEXT,
-    finish_reason TEXT,
-    error_class TEXT,
-    error_message TEXT,
-    status_code INTEGER,
-    prompt_tokens INTEGER,
-    completion_tokens INTEGER,
-    latency_s REAL,
-    attempts INTEGER NOT NULL DEFAULT 1,
-    flow_run_id TEXT,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS records_status ON records(status);
-CREATE TABLE IF NOT EXISTS file_hashes (
-    path TEXT PRIMARY KEY,
-    size INTEGER NOT NULL,
-    mtime_ns INTEGER NOT NULL,
-    sha256 TEXT NOT NULL
-);
-"""
 
-# Columns added after the first ledger files were written (name -> SQL type): opening an older
-# ledger adds them, so every ledger file has the same columns.
-ADDED_COLUMNS = {"batch_id": "TEXT", "kind": "TEXT NOT NULL DEFAULT 'answer'"}
-
-# Insert, or update a failed or submitted record; a done record is final (the WHERE guards it).
-_UPSERT = """
-INSERT INTO records ({columns}) VALUES ({placeholders})
-ON CONFLICT(key) DO UPDATE SET {updates}, created_at = records.created_at
-WHERE records.status IN ('failed', 'submitted')
-"""
+def ledger_url(out_dir: str | Path, url: str | None = None) -> str:
+    """Return the database URL of a run folder's ledger: ``url``, else $VQA_DISTILL_LEDGER_URL, else its file."""
+    chosen = url if url is not None else os.environ.get(LEDGER_URL_ENV) or None
+    return chosen or sqlite_url(Path(out_dir) / LEDGER_FILE)
 
 
-def utc_now() -> str:
-    """Return the current UTC time as an ISO-8601 string (what the ledger stores)."""
-    return datetime.now(UTC).isoformat(timespec="milliseconds")
+def ledger_exists(out_dir: str | Path, url: str | None = None) -> bool:
+    """Tell whether a run folder has a ledger: its SQLite file, or its schema in the PostgreSQL database."""
+    chosen = ledger_url(out_dir, url)
+    if chosen.startswith("sqlite"):
+        return (Path(out_dir) / LEDGER_FILE).is_file()
+    return schema_exists(chosen, Path(out_dir))
 
 
 @dataclass(slots=True)
@@ -116,31 +117,26 @@ class TeacherRecord:
         return asdict(self)
 
 
-_COLUMNS = [f for f in TeacherRecord.__dataclass_fields__]
-_UPSERT_SQL = _UPSERT.format(  # built once: record() is on every answer's path
-    columns=", ".join(_COLUMNS),
-    placeholders=", ".join(f":{c}" for c in _COLUMNS),
-    updates=", ".join(f"{c} = excluded.{c}" for c in _COLUMNS if c not in {"key", "created_at"}),
-)
-
-
 class Ledger:
-    """A connection to one run folder's ledger; one per thread/event loop (SQLite connections are not shared)."""
+    """One run folder's ledger; safe to share between threads (each call takes a pooled connection).
 
-    def __init__(self, out_dir: str | Path):
+    ``url`` (else ``$VQA_DISTILL_LEDGER_URL``) names a PostgreSQL database; with neither, the ledger is
+    ``<out_dir>/ledger.sqlite``. ``path`` is that file's path either way.
+    """
+
+    def __init__(self, out_dir: str | Path, url: str | None = None):
         self.out_dir = Path(out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         self.path = self.out_dir / LEDGER_FILE
-        self._db = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")  # durable across process kills; WAL keeps it atomic
-        self._db.executescript(_SCHEMA)
-        self._add_columns()
+        self.store = LedgerStore(ledger_url(self.out_dir, url), self.out_dir)
+        self._upsert = self.store.statements["record"]
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.out_dir)!r}, at {self.store.where})"
 
     def close(self) -> None:
-        """Close the connection (the WAL is checkpointed by SQLite)."""
-        self._db.close()
+        """Give the connections back (a SQLite file is closed with its last ledger; WAL checkpointed)."""
+        self.store.close()
 
     def __enter__(self) -> Ledger:
         return self
@@ -150,56 +146,74 @@ class Ledger:
 
     # --- writing -------------------------------------------------------------------------------
     def record(self, record: TeacherRecord) -> bool:
-        """Store an outcome in its own transaction; return False when a done record already held the key."""
+        """Store an outcome in its own transaction; return False when a done record already held the key.
+
+        An answer is paid for by the time it is recorded: if the database is away (a PostgreSQL
+        restart), waiting for it is cheaper than failing the task, whose retry would ask and pay
+        again. The upsert is idempotent, so it is tried again for up to ``RECORD_PATIENCE_S``.
+        """
         values = record.to_json()
         values["params"] = json.dumps(values["params"], sort_keys=True)
         values["updated_at"] = utc_now()
-        cursor = self._db.execute(_UPSERT_SQL, values)
-        return cursor.rowcount > 0
+        deadline = time.monotonic() + RECORD_PATIENCE_S
+        delay = RECORD_FIRST_DELAY_S
+        while True:
+            try:
+                with self.store.write_one() as connection:  # one statement: atomic on its own
+                    return connection.execute(self._upsert, values).rowcount > 0
+            except LedgerUnavailable as error:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logging.getLogger(__name__).warning("%s; recording %s again in %.1f s", error, record.rel_path, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, RECORD_MAX_DELAY_S)
 
     def remember_hashes(self, entries: Iterable[tuple[str, int, int, str]]) -> None:
         """Cache (path, size, mtime_ns, sha256) of files, in one transaction, so reruns skip re-reading them."""
-        with self._transaction():
-            self._db.executemany(
-                "INSERT OR REPLACE INTO file_hashes(path, size, mtime_ns, sha256) VALUES (?, ?, ?, ?)", entries
-            )
+        rows = [{"path": p, "size": size, "mtime_ns": mtime, "sha256": sha} for p, size, mtime, sha in entries]
+        if rows:
+            with self.store.write() as connection:
+                connection.execute(self.store.statements["file_hash"], rows)
 
     # --- reading -------------------------------------------------------------------------------
     def known_hash(self, path: Path, stat: os.stat_result) -> str | None:
         """Return the cached sha256 of an unchanged file, else None."""
-        row = self._db.execute(
-            "SELECT sha256 FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ?",
-            (str(path), stat.st_size, stat.st_mtime_ns),
-        ).fetchone()
-        return row["sha256"] if row else None
+        c = FILE_HASHES.c
+        query = select(c.sha256).where(c.path == str(path), c.size == stat.st_size, c.mtime_ns == stat.st_mtime_ns)
+        with self.store.read() as connection:
+            return connection.execute(query).scalar()
 
     def keys_with_status(self, *statuses: str) -> set[str]:
         """Return the keys whose records have one of ``statuses`` (no record is decoded)."""
-        marks = ", ".join("?" * len(statuses))
-        return {row["key"] for row in self._db.execute(f"SELECT key FROM records WHERE status IN ({marks})", statuses)}
+        query = select(RECORDS.c.key).where(RECORDS.c.status.in_(statuses))
+        with self.store.read() as connection:
+            result = connection.execute(query)
+            # the driver's rows as they are (TEXT needs no conversion): 3x faster than Row objects on 100,000 keys
+            keys = {row[0] for row in result.cursor.fetchall()}
+            result.close()
+            return keys
 
     def done_keys(self) -> set[str]:
         """Return the keys that were answered (usable or not): these are never asked again."""
-        rows = self._db.execute("SELECT key FROM records WHERE status IN (?, ?)", DONE_STATUSES)
-        return {row["key"] for row in rows}
+        return self.keys_with_status(*DONE_STATUSES)
 
     def records(self, *statuses: str) -> Iterator[TeacherRecord]:
         """Yield stored records (all, or those with the given statuses) in insertion order."""
-        if not statuses:
-            return self._records_where("1", ())
-        return self._records_where(f"status IN ({', '.join('?' * len(statuses))})", statuses)
+        return self._records_where(RECORDS.c.status.in_(statuses) if statuses else true())
 
     def get(self, key: str) -> TeacherRecord | None:
         """Return the record of one key, if any."""
-        return next((r for r in self._records_where("key = ?", (key,))), None)
+        found = list(self._records_where(RECORDS.c.key == key))  # read to the end: the connection goes back
+        return found[0] if found else None
 
     def in_batch(self, batch_id: str) -> list[TeacherRecord]:
         """Return the records a Batch API batch carries (submitted) or answered."""
-        return list(self._records_where("batch_id = ?", (batch_id,)))
+        return list(self._records_where(RECORDS.c.batch_id == batch_id))
 
     def failed_in_run(self, flow_run_id: str) -> list[TeacherRecord]:
         """Return the records still failed whose last attempt belonged to the given flow run."""
-        return list(self._records_where("status = 'failed' AND flow_run_id = ?", (flow_run_id,)))
+        c = RECORDS.c
+        return list(self._records_where(and_(c.status == STATUS_FAILED, c.flow_run_id == flow_run_id)))
 
     def export(self) -> tuple[int, int]:
         """Write responses.jsonl (every answer) and failed.jsonl (every failure) atomically; return counts."""
@@ -213,35 +227,14 @@ class Ledger:
         )
         return responses, failed
 
-    def _records_where(self, where: str, args: tuple[Any, ...]) -> Iterator[TeacherRecord]:
-        """Yield the records matching a fixed SQL condition (never user text) with bound ``args``."""
-        for row in self._db.execute(f"SELECT * FROM records WHERE {where} ORDER BY rowid", args):
-            values = dict(row)
-            values["params"] = json.loads(values["params"])
-            yield TeacherRecord(**values)
-
-    def _add_columns(self) -> None:
-        """Add the columns of ADDED_COLUMNS an older ledger file lacks (idempotent, safe across processes)."""
-        with _Transaction(self._db, "BEGIN IMMEDIATE"):  # re-read under the write lock: one process adds
-            have = {row["name"] for row in self._db.execute("PRAGMA table_info(records)")}
-            for name, sql_type in ADDED_COLUMNS.items():
-                if name not in have:
-                    self._db.execute(f"ALTER TABLE records ADD COLUMN {name} {sql_type}")
-            self._db.execute("CREATE INDEX IF NOT EXISTS records_batch ON records(batch_id)")
-
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _records_where(self, where: ColumnElement[bool]) -> Iterator[TeacherRecord]:
+        """Yield the records matching ``where``, oldest first, fetched in chunks (a ledger may hold 100,000)."""
+        query = select(*RECORDS.columns).where(where).order_by(self.store.order)
+        with self.store.read() as connection:
+            for row in connection.execution_options(yield_per=_CHUNK).execute(query).mappings():
+                values = dict(row)
+                values["params"] = json.loads(values["params"])
+                yield TeacherRecord(**values)
 
 
-class _Transaction:
-    """BEGIN/COMMIT around a batch of writes (the connection is in autocommit mode otherwise)."""
-
-    def __init__(self, db: sqlite3.Connection, begin: str = "BEGIN"):
-        self._db = db
-        self._begin = begin
-
-    def __enter__(self) -> None:
-        self._db.execute(self._begin)
-
-    def __exit__(self, exc_type: object, *rest: object) -> None:
-        self._db.execute("ROLLBACK" if exc_type else "COMMIT")
+_CHUNK = 1000
