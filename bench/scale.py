@@ -13,7 +13,7 @@ Throughput is measured at the teacher (answers / the span from the first request
 answer), so the start of the processes is not counted for either side. The limit row prints the
 most requests the teacher saw in any 60-second window, against the RPM.
 
-Run: .venv/bin/python bench/scale.py [--images 480] [--concurrency 8] [--latency 1.0]
+Run: .venv/bin/python bench/scale.py [--images 960] [--concurrency 8] [--latency 1.0]
 """
 
 from __future__ import annotations
@@ -55,12 +55,17 @@ class Row:
 
 
 def make_images(folder: Path, count: int) -> None:
-    """Write ``count`` small distinct JPEGs (latency-bound: the pixels are not what is measured here)."""
+    """Write ``count`` small PNGs, distinct in content (latency-bound: the pixels are not what is measured).
+
+    PNG, not JPEG: a one-pixel mark can vanish in JPEG's chroma subsampling, and two images with the
+    same bytes are one request (asked once, by content).
+    """
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(count):
         image = Image.new("RGB", (96, 64), ((index * 37) % 256, (index * 91) % 256, (index * 13) % 256))
-        image.putpixel((0, 0), (index % 256, index // 256 % 256, 7))
-        image.save(folder / f"img_{index:05d}.jpg", quality=90)
+        for bit in range(16):
+            image.putpixel((bit, 0), (255, 255, 255) if index >> bit & 1 else (0, 0, 0))
+        image.save(folder / f"img_{index:05d}.png")
 
 
 def teacher(base: str, method: str, path: str, body: Any = None) -> Any:
@@ -97,7 +102,7 @@ def run_row(name: str, env: dict[str, str], admin: str, base_url: str, images: P
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=480)
+    parser.add_argument("--images", type=int, default=960, help="images per row (default 960: the limited row lasts over a minute)")
     parser.add_argument("--concurrency", type=int, default=8, help="requests in flight per worker (default 8)")
     parser.add_argument("--latency", type=float, default=1.0, help="teacher seconds per answer (default 1.0)")
     args = parser.parse_args()
