@@ -12,10 +12,17 @@ Scenarios:
   memory    - with --memory-images N (e.g. 10000): the flow's peak RSS. Target: under 1 GiB.
   two-stage - questions mode: --two-stage-images images x (1 question list + --questions answers), at the
               rate scenario's limit and latency, printed beside its single-prompt flow. Target: >= 95% of it.
+  photos    - --photos distinct 12 MP camera-like JPEGs (bench/photos.py, cached) through the flow and a bare
+              asyncio + openai loop with its own Pillow preparation, same pixel budget, alternated --rounds
+              times, no rate limit: the requests/s ratio and CPU per image by part (preparation, client
+              orchestration, Prefect server, teacher). Target: flow >= 0.90 of bare (bench/photo_race.py).
 
 Run: .venv/bin/python bench/teacher.py [--images 1000] [--rate 50] [--latency 1.0] [--memory-images 10000]
+     [--two-stage-images 200] [--questions 5] [--photos 300] [--rounds 2]
+     .venv/bin/python bench/teacher.py --photos-only [--photos 300] [--rounds 2] [--max-pixels N]
+     .venv/bin/python bench/teacher.py --quick   # smoke only: 100 photos, one round (rates mean little under ~300)
      .venv/bin/python bench/teacher.py --costs   # only the online vs Batch API price of the run, per model
-     [--two-stage-images 200] [--questions 5]
+     .venv/bin/python bench/prepare.py           # preparing one photo: CPU and fidelity of each filter
 """
 
 from __future__ import annotations
@@ -28,8 +35,6 @@ import resource
 import subprocess
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,46 +43,12 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.measure import OTHER_PIDS, Measured, print_table, run_measured, tree_cpu_seconds  # noqa: E402
+from bench.photos import photo_paths  # noqa: E402
+
 API_KEY = "sk-bench-not-a-real-key-000000000000"
 PROMPT = "Describe the defects."
 STARTUP_IMAGES = 20  # a run this small measures a process's fixed start-up cost
-
-
-@dataclass
-class Measured:
-    """One process's run: what the server saw and what the process used."""
-
-    name: str
-    requests: int
-    wall_s: float
-    span_s: float  # first to last request at the server: start-up and shutdown excluded
-    server_rate: float
-    cpu_s: float
-    peak_rss_mib: float
-    prefect_cpu_s: float = 0.0  # the Prefect server's CPU during the run (it shares the machine)
-    teacher_cpu_s: float = 0.0  # the offline teacher's CPU during the run
-
-
-def tree_cpu_seconds(pid: int) -> float:
-    """CPU seconds used so far by a process and its children (psutil reads /proc)."""
-    import psutil
-
-    try:
-        root = psutil.Process(pid)
-        processes = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    total = 0.0
-    for process in processes:
-        try:
-            times = process.cpu_times()
-            total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-    return total
-
-
-OTHER_PIDS: dict[str, int] = {}  # "prefect" and "teacher": servers whose CPU each run is charged with
 
 
 def make_images(folder: Path, count: int, scenario: int) -> None:
@@ -86,30 +57,6 @@ def make_images(folder: Path, count: int, scenario: int) -> None:
     for index in range(count):
         image = Image.new("RGB", (64, 48), (index % 256, (index // 256) % 256, scenario))
         image.save(folder / f"img_{index:06d}.png")
-
-
-def run_measured(name: str, argv: list[str], env: dict[str, str], server: Any) -> Measured:
-    """Run a child process, wait for it with wait4 (its own rusage), and read the server's timestamps."""
-    server.reset()
-    before = {name: tree_cpu_seconds(pid) for name, pid in OTHER_PIDS.items()}
-    started = time.perf_counter()
-    process = subprocess.Popen(argv, env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    wall = time.perf_counter() - started
-    code = os.waitstatus_to_exitcode(status)
-    if code != 0:
-        stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
-        raise SystemExit(f"{name} exited with {code}:\n{stderr[-3000:]}")
-    times = sorted(r["t"] for r in server.stats()["requests"] if r.get("fingerprints"))
-    # The steady rate: skip the first fifth, which holds the bucket's initial burst and the start-up.
-    steady = times[len(times) // 5 :]
-    rate = (len(steady) - 1) / (steady[-1] - steady[0]) if len(steady) > 1 else 0.0
-    span = times[-1] - times[0] if len(times) > 1 else 0.0
-    used = {name: tree_cpu_seconds(pid) - before[name] for name, pid in OTHER_PIDS.items()}
-    return Measured(
-        name, len(times), wall, span, rate, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024,
-        prefect_cpu_s=used.get("prefect", 0.0), teacher_cpu_s=used.get("teacher", 0.0),
-    )
 
 
 def bare_argv(images: Path, base_url: str, rate: float, concurrency: int) -> list[str]:
@@ -212,15 +159,6 @@ def two_stage(server: Any, env: dict[str, str], work: Path, args: argparse.Names
     return {"limit": args.rate, "questions": args.questions, "single": single.__dict__, "two_stage": staged.__dict__}
 
 
-def print_table(title: str, rows: list[list[str]], header: list[str]) -> None:
-    widths = [max(len(str(row[i])) for row in [header, *rows]) for i in range(len(header))]
-    print(f"\n{title}")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)))
-    print("  ".join("-" * w for w in widths))
-    for row in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
-
-
 COST_IMAGE_SIZE = (1773, 1330)  # a 4:3 photo at the default pixel budget (1536*1536 pixels)
 COST_ANSWER_TOKENS = 200  # assumed answer length; reasoning models also bill their reasoning as output
 
@@ -251,6 +189,98 @@ def print_cost_table(images: int = 1000) -> list[dict[str, Any]]:
     return rows
 
 
+def other_scenarios(server: Any, env: dict[str, str], work: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The small-image scenarios: rate kept, orchestration overhead, two-stage, memory."""
+    results: dict[str, Any] = {}
+    rate_images = work / "rate"
+    make_images(rate_images, args.images, scenario=1)
+    server.set_latency(args.latency)
+    bare = run_measured("bare", bare_argv(rate_images, server.base_url, args.rate, args.concurrency), env, server)
+    flow = run_measured(
+        "flow", flow_argv(rate_images, work / "out-rate", server.base_url, args.rate, args.concurrency), env, server
+    )
+    print_table(
+        f"rate: {args.images} images, limit {args.rate:g} req/s, server latency {args.latency:g} s",
+        [[m.name, m.requests, f"{m.server_rate:.2f}", f"{100 * m.server_rate / args.rate:.1f}%",
+          *cpu_columns(m, args.images), f"{m.peak_rss_mib:.0f}"] for m in (bare, flow)]
+        + [["flow/bare", "", f"{flow.server_rate / bare.server_rate:.3f}", "", "", "", "", ""]],
+        ["run", "requests", "steady req/s at server", "of limit", "client CPU ms/img",
+         "prefect server CPU ms/img", "teacher CPU ms/img", "peak RSS MiB"],
+    )
+    results["rate"] = {"limit": args.rate, "bare": bare.__dict__, "flow": flow.__dict__}
+    if args.two_stage_images:
+        results["two_stage"] = two_stage(server, env, work, args, single=flow)
+
+    # Orchestration overhead per image: the CPU the flow's process spends per image beyond the
+    # bare loop's, with each process's fixed start-up cost taken out (a run over a few images).
+    server.set_latency(args.fast_latency)
+    unlimited = 1_000_000.0
+    runs: dict[str, dict[int, Measured]] = {"bare": {}, "flow": {}}
+    for count in (STARTUP_IMAGES, args.images):
+        folder = work / f"fast-{count}"
+        make_images(folder, count, scenario=2 + count % 200)
+        runs["bare"][count] = run_measured("bare", bare_argv(folder, server.base_url, unlimited, 64), env, server)
+        runs["flow"][count] = run_measured(
+            "flow", flow_argv(folder, work / f"out-fast-{count}", server.base_url, unlimited, 64), env, server
+        )
+    per_image = {
+        name: {
+            "client": 1000 * (by[args.images].cpu_s - by[STARTUP_IMAGES].cpu_s) / (args.images - STARTUP_IMAGES),
+            "prefect": 1000 * (by[args.images].prefect_cpu_s - by[STARTUP_IMAGES].prefect_cpu_s)
+            / (args.images - STARTUP_IMAGES),
+            "wall": 1000 * by[args.images].span_s / args.images,
+        }
+        for name, by in runs.items()
+    }
+    small, large = floor_cpu(STARTUP_IMAGES, env), floor_cpu(args.images, env)
+    per_image["prefect floor"] = {
+        "client": 1000 * (large[0] - small[0]) / (args.images - STARTUP_IMAGES),
+        "prefect": 1000 * (large[1] - small[1]) / (args.images - STARTUP_IMAGES),
+        "wall": float("nan"),
+    }
+    overhead = {key: per_image["flow"][key] - per_image["bare"][key] for key in ("client", "prefect", "wall")}
+    print_table(
+        f"overhead: {args.images} images, no rate limit, server latency {args.fast_latency:g} s "
+        f"(per image, start-up taken out)",
+        [[name, f"{v['client']:.2f}", f"{v['prefect']:.2f}", f"{v['wall']:.2f}",
+          f"{runs[name][args.images].server_rate:.1f}" if name in runs else ""]
+         for name, v in per_image.items()]
+        + [["flow - bare", f"{overhead['client']:.2f}", f"{overhead['prefect']:.2f}", f"{overhead['wall']:.2f}", ""]],
+        ["run", "client CPU ms", "prefect server CPU ms", "wall ms (server span / images)", "req/s"],
+    )
+    print("prefect floor: a flow of no-op async task runs, the engine's own cost per task run")
+    results["overhead"] = {"per_image_ms": per_image, "flow_minus_bare_ms": overhead}
+
+    if args.memory_images:
+        big = work / "memory"
+        make_images(big, args.memory_images, scenario=3)
+        memory = run_measured(
+            "flow", flow_argv(big, work / "out-memory", server.base_url, unlimited, 256), env, server
+        )
+        print_table(
+            f"memory: {args.memory_images} images through the flow",
+            [[memory.requests, f"{memory.wall_s:.1f}", f"{memory.peak_rss_mib:.0f}",
+              f"{1000 * memory.wall_s / args.memory_images:.2f}"]],
+            ["requests", "wall s", "peak RSS MiB", "wall ms/image"],
+        )
+        results["memory"] = memory.__dict__
+    return results
+
+
+def photo_scenario(server: Any, env: dict[str, str], work: Path, args: argparse.Namespace, photos: list[Path]) -> dict[str, Any]:
+    """The photo race (bench/photo_race.py): real 12 MP photos, the flow against a bare loop."""
+    from bench.photo_race import RaceSetup, race
+    from vqa_distill.teacher.params import DEFAULT_MAX_PIXELS
+
+    def argv(folder: Path, out: Path, base_url: str) -> list[str]:
+        return flow_argv(folder, out, base_url, 1_000_000.0, 64)
+
+    # The flow logs as a user's run does (INFO to the API): what each task run writes is measured too.
+    env = {name: value for name, value in env.items() if name != "PREFECT_LOGGING_LEVEL"}
+    setup = RaceSetup(server, env, work, args.max_pixels or DEFAULT_MAX_PIXELS, argv)
+    return race(setup, photos, args.rounds, startup_photos=min(20, len(photos) // 4))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=1000, help="images per rate/overhead scenario")
@@ -263,7 +293,14 @@ def main() -> None:
     parser.add_argument("--two-stage-images", type=int, default=200, help="images of the two-stage run (0: skip)")
     parser.add_argument("--questions", type=int, default=5, help="questions per image in the two-stage run")
     parser.add_argument("--costs", action="store_true", help="only print the online vs Batch API cost table")
+    parser.add_argument("--photos", type=int, default=300, help="12 MP photos of the photo race (0: skip)")
+    parser.add_argument("--rounds", type=int, default=2, help="alternated bare/flow rounds of the photo race")
+    parser.add_argument("--max-pixels", type=int, default=0, help="the photo race's pixel budget (0: the default)")
+    parser.add_argument("--photos-only", action="store_true", help="run only the photo race")
+    parser.add_argument("--quick", action="store_true", help="smoke only: a 100-photo race, one round (its rates mean little)")
     args = parser.parse_args()
+    if args.quick:
+        args.photos, args.rounds, args.photos_only = min(args.photos, 100), 1, True
     if args.costs:
         print_cost_table(args.images)
         return
@@ -273,6 +310,7 @@ def main() -> None:
     from vqa_distill.supervisor import stop_process
 
     work = Path(tempfile.mkdtemp(prefix="bench-teacher-"))
+    photos = photo_paths(args.photos) if args.photos else []  # generated once, cached, before any timing
     env = dict(os.environ)
     env.update({
         "OPENAI_API_KEY": API_KEY,
@@ -290,81 +328,14 @@ def main() -> None:
     try:
         with running_teacher_server(api_key=API_KEY) as server:
             OTHER_PIDS.update(prefect=prefect.pid, teacher=server.process.pid)
-            rate_images = work / "rate"
-            make_images(rate_images, args.images, scenario=1)
-            server.set_latency(args.latency)
-            bare = run_measured("bare", bare_argv(rate_images, server.base_url, args.rate, args.concurrency), env, server)
-            flow = run_measured(
-                "flow", flow_argv(rate_images, work / "out-rate", server.base_url, args.rate, args.concurrency), env, server
-            )
-            print_table(
-                f"rate: {args.images} images, limit {args.rate:g} req/s, server latency {args.latency:g} s",
-                [[m.name, m.requests, f"{m.server_rate:.2f}", f"{100 * m.server_rate / args.rate:.1f}%",
-                  *cpu_columns(m, args.images), f"{m.peak_rss_mib:.0f}"] for m in (bare, flow)]
-                + [["flow/bare", "", f"{flow.server_rate / bare.server_rate:.3f}", "", "", "", "", ""]],
-                ["run", "requests", "steady req/s at server", "of limit", "client CPU ms/img",
-                 "prefect server CPU ms/img", "teacher CPU ms/img", "peak RSS MiB"],
-            )
-            results["rate"] = {"limit": args.rate, "bare": bare.__dict__, "flow": flow.__dict__}
-            if args.two_stage_images:
-                results["two_stage"] = two_stage(server, env, work, args, single=flow)
-
-            # Orchestration overhead per image: the CPU the flow's process spends per image beyond the
-            # bare loop's, with each process's fixed start-up cost taken out (a run over a few images).
-            server.set_latency(args.fast_latency)
-            unlimited = 1_000_000.0
-            runs: dict[str, dict[int, Measured]] = {"bare": {}, "flow": {}}
-            for count in (STARTUP_IMAGES, args.images):
-                folder = work / f"fast-{count}"
-                make_images(folder, count, scenario=2 + count % 200)
-                runs["bare"][count] = run_measured("bare", bare_argv(folder, server.base_url, unlimited, 64), env, server)
-                runs["flow"][count] = run_measured(
-                    "flow", flow_argv(folder, work / f"out-fast-{count}", server.base_url, unlimited, 64), env, server
-                )
-            per_image = {
-                name: {
-                    "client": 1000 * (by[args.images].cpu_s - by[STARTUP_IMAGES].cpu_s) / (args.images - STARTUP_IMAGES),
-                    "prefect": 1000 * (by[args.images].prefect_cpu_s - by[STARTUP_IMAGES].prefect_cpu_s)
-                    / (args.images - STARTUP_IMAGES),
-                    "wall": 1000 * by[args.images].span_s / args.images,
-                }
-                for name, by in runs.items()
-            }
-            small, large = floor_cpu(STARTUP_IMAGES, env), floor_cpu(args.images, env)
-            per_image["prefect floor"] = {
-                "client": 1000 * (large[0] - small[0]) / (args.images - STARTUP_IMAGES),
-                "prefect": 1000 * (large[1] - small[1]) / (args.images - STARTUP_IMAGES),
-                "wall": float("nan"),
-            }
-            overhead = {key: per_image["flow"][key] - per_image["bare"][key] for key in ("client", "prefect", "wall")}
-            print_table(
-                f"overhead: {args.images} images, no rate limit, server latency {args.fast_latency:g} s "
-                f"(per image, start-up taken out)",
-                [[name, f"{v['client']:.2f}", f"{v['prefect']:.2f}", f"{v['wall']:.2f}",
-                  f"{runs[name][args.images].server_rate:.1f}" if name in runs else ""]
-                 for name, v in per_image.items()]
-                + [["flow - bare", f"{overhead['client']:.2f}", f"{overhead['prefect']:.2f}", f"{overhead['wall']:.2f}", ""]],
-                ["run", "client CPU ms", "prefect server CPU ms", "wall ms (server span / images)", "req/s"],
-            )
-            print("prefect floor: a flow of no-op async task runs, the engine's own cost per task run")
-            results["overhead"] = {"per_image_ms": per_image, "flow_minus_bare_ms": overhead}
-
-            if args.memory_images:
-                big = work / "memory"
-                make_images(big, args.memory_images, scenario=3)
-                memory = run_measured(
-                    "flow", flow_argv(big, work / "out-memory", server.base_url, unlimited, 256), env, server
-                )
-                print_table(
-                    f"memory: {args.memory_images} images through the flow",
-                    [[memory.requests, f"{memory.wall_s:.1f}", f"{memory.peak_rss_mib:.0f}",
-                      f"{1000 * memory.wall_s / args.memory_images:.2f}"]],
-                    ["requests", "wall s", "peak RSS MiB", "wall ms/image"],
-                )
-                results["memory"] = memory.__dict__
+            if args.photos:
+                results["photos"] = photo_scenario(server, env, work, args, photos)
+            if not args.photos_only:
+                results.update(other_scenarios(server, env, work, args))
     finally:
         stop_process(prefect)
-    results["costs"] = print_cost_table(args.images)
+    if not args.photos_only:
+        results["costs"] = print_cost_table(args.images)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -5,10 +5,17 @@ the retry condition reads the exception from ``state.data``, because in an async
 ``state.result()`` returns a coroutine and never raises (which would silently disable retries).
 The cache key is the request's content key and results are persisted, so a retried task run or a
 flow run retried from the UI returns finished answers without calling the API.
+
+A successful run does not send the engine's closing "Finished in state Completed()" line to the API:
+with one run per image it was the only line of most runs, so a 10,000-image flow run's log tab held
+10,000 of them above the lines that matter, and each cost CPU on both sides (up to 2 ms each per
+image, docs/performance.md). The UI shows the state anyway; failures, crashes and "Retry 1/3 will
+start" lines are still sent, and ``--verbose`` still prints every line on the terminal.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -29,8 +36,34 @@ from vqa_distill.teacher.resources import resources_of
 
 RETRY_JITTER_FACTOR = 0.5  # delays vary by up to +-50%, so retries of a burst of 429s do not stampede
 
+TASK_RUN_LOGGER = "prefect.task_runs"  # the logger of Prefect's task engine
+SUCCESS_LINE = "Finished in state "  # logged at INFO for Completed and Cached, at ERROR otherwise
+
 # Turns an answer into the record to store: (request, answer, attempts=, flow_run_id=, started_at=).
 MakeRecord = Callable[..., TeacherRecord]
+
+
+class QuietSuccess(logging.Filter):
+    """Drop the engine's closing line of a task run that succeeded; keep every other line."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and isinstance(record.msg, str) and record.msg.startswith(SUCCESS_LINE))
+
+
+def quiet_successful_runs() -> None:
+    """Keep successful task runs' closing lines off the Prefect API (the terminal still shows them with --verbose).
+
+    The filter sits on the API handlers of the task engine's logger, once each, not on the logger:
+    ``--verbose`` prints every run's line on the terminal, where it costs nothing on the server.
+    """
+    from prefect.logging.handlers import APILogHandler
+
+    for handler in logging.getLogger(TASK_RUN_LOGGER).handlers:
+        if isinstance(handler, APILogHandler) and not any(isinstance(f, QuietSuccess) for f in handler.filters):
+            handler.addFilter(QuietSuccess())
+
+
+quiet_successful_runs()
 
 
 def request_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
