@@ -93,7 +93,10 @@ def test_team_stack_shards_survive_a_killed_worker_and_pay_nothing_twice(team_st
     out = shared / "runs" / "team"
     team.teacher("POST", "/_admin/reset")
     team.teacher("PUT", "/_admin/limits", {"rpm": RPM, "tpm": 50_000_000})
-    team.teacher("PUT", "/_admin/faults", [{"kind": "400", "match_image_size": f"{BAD_SIZE[0]}x{BAD_SIZE[1]}"}])
+    team.teacher("PUT", "/_admin/faults", [
+        {"kind": "400", "match_image_size": f"{BAD_SIZE[0]}x{BAD_SIZE[1]}"},  # refused: listed, retried later
+        {"kind": "503", "probability": 0.05, "times": 1},  # overloaded now and then: retried by the task
+    ])  # fmt: skip
     team.teacher("PUT", "/_admin/latency", {"latency_s": 0.3, "jitter_s": 0.2})
 
     # The parent runs here, as a user runs it; its three shards run on the workers.
@@ -129,6 +132,7 @@ def test_team_stack_shards_survive_a_killed_worker_and_pay_nothing_twice(team_st
     assert len(paid) == IMAGES - BAD_IMAGES, f"{len(paid)} images answered, not {IMAGES - BAD_IMAGES}"
     assert max(paid.values()) == 1, f"answers paid twice: {[f for f, n in paid.items() if n > 1][:5]}"
     assert stats["totals"]["rate_limited"] == 0
+    assert stats["totals"]["by_fault"].get("503", 0) > 0  # the transient faults happened, and were retried
     assert _max_in_window([r["t"] for r in requests]) <= RPM
 
     # failed lists the refused images across the shards; retry-failed re-asks only them.
