@@ -14,6 +14,7 @@ Run: .venv/bin/python bench/server_cost.py [--sizes 2000 10000]
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import subprocess
@@ -71,6 +72,11 @@ def open_run_page(client: httpx.Client, run_id: str) -> dict[str, float]:
     }
 
 
+def _seconds(value: float, prefix: str = "") -> str:
+    """A time for the table; a refused request (NaN: the graph's node limit) says so."""
+    return "refused" if math.isnan(value) else f"{prefix}{value:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[2000, 10000])
@@ -117,18 +123,20 @@ def main() -> None:
     print("|---:|---:|" + "---:|" * len(TABLES) + "---:|---|")
     for size, wall, grew, page in rows:
         cells = " | ".join(f"{grew[t]:,}" for t in TABLES)
-        times = " / ".join(f"{page[k]:.2f}" for k in ("run", "task count", "task page", "graph", "logs"))
+        times = " / ".join(_seconds(page[k]) for k in ("run", "task count", "task page", "graph", "logs"))
         print(f"| {size:,} | {wall:.0f} | {cells} | {grew['bytes'] / 1e6:.1f} | {times} |")
     (small, _, grew_small, page_small), (big, _, grew_big, page_big) = rows[-2], rows[-1]
 
     def at_target(small_value: float, big_value: float) -> float:
         """Linear in the images, through the two largest runs (per-run constants cancel out)."""
+        if math.isnan(small_value) or math.isnan(big_value):
+            return math.nan
         return max(0.0, big_value + (big_value - small_value) * (TARGET - big) / (big - small))
 
     cells = " | ".join(f"~{at_target(grew_small[t], grew_big[t]):,.0f}" for t in TABLES)
     mb = at_target(grew_small["bytes"], grew_big["bytes"]) / 1e6
     keys = ("run", "task count", "task page", "graph", "logs")
-    times = " / ".join(f"~{at_target(page_small[k], page_big[k]):.1f}" for k in keys)
+    times = " / ".join(_seconds(at_target(page_small[k], page_big[k]), "~") for k in keys)
     print(f"| {TARGET:,} (extrapolated) | | {cells} | ~{mb:,.0f} | {times} |")
 
 if __name__ == "__main__":
