@@ -24,10 +24,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from sqlalchemy import create_engine, exc, text
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.supervisor import ManagedProcess, start_process, stop_process, wait_until
+from vqa_distill.teacher.ledger_store import reason, shown
 
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 OS_USER = "postgres"
@@ -170,14 +171,7 @@ def create_database(url_admin: str, name: str) -> None:
                 with contextlib.suppress(exc.ProgrammingError, exc.IntegrityError):  # created meanwhile
                     connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
     except exc.OperationalError as error:
-        shown = make_url(url_admin).render_as_string(hide_password=True)
-        raise FatalRunError(f"cannot create database {name} at {shown}: {_first_line(error, url_admin)}") from None
+        raise FatalRunError(f"cannot create database {name} at {shown(url_admin)}: {reason(error, url_admin)}") from None
     finally:
         engine.dispose()
-
-
-def _first_line(error: exc.DBAPIError, url: str) -> str:
-    message = str(error.orig).strip().splitlines()[0] if error.orig else type(error).__name__
-    password = make_url(url).password
-    return message.replace(str(password), "***") if password else message
 

@@ -29,9 +29,9 @@ SERVER_SETTINGS = {
 }
 
 
-def server_argv(port: int) -> list[str]:
-    """Return the command of a Prefect server on the loopback port (this interpreter: the project's venv)."""
-    return [sys.executable, "-m", "prefect", "server", "start", "--host", LOOPBACK, "--port", str(port)]
+def server_argv(port: int, host: str = LOOPBACK) -> list[str]:
+    """Return the command of a Prefect server on ``host:port`` (this interpreter: the project's venv)."""
+    return [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)]
 
 
 def free_port() -> int:

@@ -23,7 +23,7 @@ from typing import Literal
 
 from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.ops import netns
-from vqa_distill.ops.prefect_server import SERVER_SETTINGS, SERVER_START_TIMEOUT_S
+from vqa_distill.ops.prefect_server import SERVER_SETTINGS, SERVER_START_TIMEOUT_S, server_argv
 from vqa_distill.ops.stack_secrets import load_secrets
 from vqa_distill.ops.stack_state import (
     DEFAULT_HOME,
@@ -32,6 +32,7 @@ from vqa_distill.ops.stack_state import (
     NetworkState,
     StackState,
     shown_settings,
+    stack_client_env,
     write_env_file,
 )
 from vqa_distill.ops.stack_workers import WorkerSpec, start_worker
@@ -42,9 +43,9 @@ from vqa_distill.supervisor import is_healthy, port_is_free, start_process, stop
 
 OFFLINE_TEACHER_KEY = "sk-offline-teacher"  # the offline server accepts any key; the client needs one
 GpuWorker = Literal["auto", "cpu", "none"]
-LOCAL_STACK = TeamOptions()
+LOCAL_STACK = TeamOptions()  # one cpu worker, SQLite, loopback only
 HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
-HEARTBEAT_S = 30  # Prefect's minimum  # one cpu worker, SQLite, loopback only
+HEARTBEAT_S = 30  # Prefect's minimum
 # The settings state.json may show (never a secret; the team's secrets stay in their files).
 SHOWN = {*SERVER_SETTINGS, "PREFECT_HOME", "PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "VQA_DISTILL_ROOT"}
 
@@ -100,7 +101,7 @@ def up(
     if current is not None and all(current.alive().values()):
         say(f"stack already running under {home}")
         if deploy:
-            apply_deployments({**os.environ, **current.env, **_client_auth(home)}, gpu_slots=max(gpu_count(), 1), say=say)
+            apply_deployments({**os.environ, **current.env, **stack_client_env(home)}, gpu_slots=max(gpu_count(), 1), say=say)
         say(f"Prefect UI: {current.ui_url}")
         return current
     if current is not None:
@@ -137,12 +138,6 @@ def _check_ports(port: int, offline_teacher: bool, teacher_port: int, team: Team
             raise ConfigError(f"port {number} is taken: pass {flag} N")
 
 
-def _client_auth(home: Path) -> dict[str, str]:
-    from vqa_distill.ops.stack_state import stack_client_env
-
-    return stack_client_env(home)
-
-
 def _start_all(
     state: StackState,
     env: dict[str, str],
@@ -159,14 +154,15 @@ def _start_all(
 
     home = Path(state.home)
     logs = home / "logs"
-    service_host = _network(state, team, say)
+    gpus = gpu_count() if gpu_worker == "auto" else 0
+    gpu_pool_worker = bool(gpus) or gpu_worker == "cpu"
+    service_host = _network(state, team, team.cpu_workers + gpu_pool_worker, say)
     services = ServiceEnv(server={}, workers={})
     if team.is_team:
         services = start_team_services(state, load_secrets(home), team, service_host, say)
     bind = ANY_ADDRESS if team.is_team else LOOPBACK
     server_env = {**env, **services.server}
-    argv = [sys.executable, "-m", "prefect", "server", "start", "--host", bind, "--port", str(state.port)]
-    server = state.record(start_process("prefect-server", argv, server_env, logs))
+    server = state.record(start_process("prefect-server", server_argv(state.port, bind), server_env, logs))
     say(f"prefect server starting on {state.ui_url} (log: {server.log})")
     wait_until(lambda: is_healthy(f"{state.api_url}/health"), server, SERVER_START_TIMEOUT_S, "prefect server")
     if offline_teacher:
@@ -175,7 +171,6 @@ def _start_all(
         wait_until(lambda: is_healthy(f"http://{LOOPBACK}:{teacher_port}/health"), teacher, 30, "offline teacher server")
         state.services["teacher"] = f"http://{service_host}:{teacher_port}/v1"
         say(f"offline teacher at http://{service_host}:{teacher_port}/v1 (accepts any API key)")
-    gpus = gpu_count() if gpu_worker == "auto" else 0
     client_env = {**env, **services.workers}
     if deploy:
         apply_deployments(client_env, gpu_slots=max(gpus, 1), say=say)
@@ -184,7 +179,7 @@ def _start_all(
         WorkerSpec(f"cpu-worker-{i + 1}" if team.cpu_workers > 1 else "cpu-worker", CPU_POOL, team.runs_per_worker)
         for i in range(team.cpu_workers)
     ]
-    if gpus or gpu_worker == "cpu":
+    if gpu_pool_worker:
         # One flow run at a time: a training run takes the machine's GPUs (or, as a stand-in, its cores).
         specs.append(WorkerSpec("gpu-worker", GPU_POOL, limit=1))
     elif gpu_worker == "auto":
@@ -196,9 +191,8 @@ def _start_all(
     state.save()
 
 
-def _network(state: StackState, team: TeamOptions, say: Callable[[str], None]) -> str:
-    """Create the workers' namespaces when asked (or, for a team stack, where possible); return the services' address."""
-    workers = team.cpu_workers + 1  # the gpu-pool worker may need one too
+def _network(state: StackState, team: TeamOptions, workers: int, say: Callable[[str], None]) -> str:
+    """Create one namespace per worker when asked (or, for a team stack, where possible); return the services' address."""
     wanted = team.namespaces == "on" or (team.namespaces == "auto" and team.is_team)
     if not wanted:
         return LOOPBACK
