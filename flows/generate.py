@@ -13,6 +13,7 @@ With ``params.shards`` > 1 the same plan is asked by ``teacher-shard`` runs on c
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
@@ -52,6 +53,13 @@ async def ask_planned(plan: RunPlan, params: TeacherParams, ledger: Ledger) -> F
         return await ask_all(plan.to_ask, ask, concurrency=params.concurrency, flow_run_id=flow_run.id, ledger=ledger)
 
 
+def said_once(exc: FatalRunError) -> Any:
+    """End the run Failed with the reason in one log line: a wrong key, endpoint or database is not a bug,
+    and a traceback would bury the reason."""
+    get_run_logger().error("%s", exc)
+    return Failed(message=str(exc), data=exc)
+
+
 @flow(name="generate", log_prints=False, validate_parameters=True)
 async def generate(params: TeacherParams, only_keys: list[str] | None = None) -> RunSummary:
     """Ask the teacher about every image of ``params.images`` not answered yet; build the dataset.
@@ -64,7 +72,11 @@ async def generate(params: TeacherParams, only_keys: list[str] | None = None) ->
     logger = get_run_logger()
     if params.batch:  # the Batch API: submit and return at once; collect-batches records the answers
         return await submit_in_run(params, only_keys)
-    with Ledger(params.out) as ledger:
+    try:
+        ledger = Ledger(params.out)  # a shared ledger's database may refuse: a user error, said once
+    except FatalRunError as exc:
+        return said_once(exc)
+    with ledger:
         try:
             plan = plan_run(params, ledger, set(only_keys) if only_keys is not None else None)
             logger.info(
@@ -77,9 +89,7 @@ async def generate(params: TeacherParams, only_keys: list[str] | None = None) ->
             else:
                 outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
         except FatalRunError as exc:
-            # Said once, plainly: a wrong key or endpoint is not a bug, a traceback would bury the reason.
-            logger.error("%s", exc)
-            return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+            return said_once(exc)
         ledger.export()
         dataset = build_run_dataset(ledger, plan, params)
     summary = summarize(

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from flows.generate import ask_planned
+from flows.generate import ask_planned, said_once
 from vqa_distill.errors import FatalRunError
 from vqa_distill.teacher.fanout import FanOutOutcome
 from vqa_distill.teacher.ledger import Ledger
@@ -36,15 +36,18 @@ async def teacher_shard(params: TeacherParams, shard_index: int = 0, only_keys: 
         message = f"shard_index {shard_index} is outside 0..{params.shards - 1}"
         logger.error("%s", message)
         return Failed(message=message)  # type: ignore[return-value]
-    with Ledger(params.out) as ledger:
+    try:
+        ledger = Ledger(params.out)
+    except FatalRunError as exc:
+        return said_once(exc)
+    with ledger:
         try:
             plan = shard_plan(plan_run(params, ledger, set(only_keys) if only_keys is not None else None),
                               params.shards, shard_index)  # fmt: skip
             logger.info("shard %d of %d: %d request(s) to ask", shard_index + 1, params.shards, plan.pending)
             outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
         except FatalRunError as exc:
-            logger.error("%s", exc)
-            return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
+            return said_once(exc)
     summary = ShardSummary(
         shard_index=shard_index, shards=params.shards, flow_run_id=flow_run.id, answered_now=len(outcome.fresh),
         cached=outcome.cached, failed=len(outcome.failures), discovered=outcome.discovered,
