@@ -36,7 +36,7 @@ from vqa_distill.ops.prefect_server import SERVER_SETTINGS, free_port, start_ser
 from vqa_distill.ops.redis_server import new_password, redis_url, start_redis  # noqa: E402
 from vqa_distill.paths import LOOPBACK  # noqa: E402
 from vqa_distill.supervisor import stop_process  # noqa: E402
-from vqa_distill.teacher.global_gate import GlobalGate  # noqa: E402
+from vqa_distill.teacher.ratelimit.global_gate import GlobalGate  # noqa: E402
 
 Row = tuple[str, int, float, float, float, float]
 

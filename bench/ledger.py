@@ -25,8 +25,8 @@ from pathlib import Path
 from vqa_distill.ops.postgres import create_database, database_url, init_cluster, start_postgres
 from vqa_distill.ops.prefect_server import free_port
 from vqa_distill.supervisor import stop_process
-from vqa_distill.teacher.ledger import Ledger, TeacherRecord
-from vqa_distill.teacher.ledger_tables import RECORD_COLUMNS
+from vqa_distill.teacher.ledger.records import Ledger, TeacherRecord
+from vqa_distill.teacher.ledger.tables import RECORD_COLUMNS
 
 ROUNDS = 10
 _BASELINE_UPSERT = (

@@ -44,12 +44,12 @@ sys.path.insert(0, str(REPO))
 
 from vqa_distill.errors import TeacherError, TransientTeacherError  # noqa: E402
 from vqa_distill.offline_teacher.process import running_teacher_server  # noqa: E402
-from vqa_distill.teacher.client import ask, make_client  # noqa: E402
-from vqa_distill.teacher.gate import RateGate  # noqa: E402
-from vqa_distill.teacher.imaging import PreparedImage, prepare_image  # noqa: E402
-from vqa_distill.teacher.models import GPT_4O_TILES, ModelSpec, model_spec  # noqa: E402
+from vqa_distill.teacher.endpoint.client import ask, make_client  # noqa: E402
+from vqa_distill.teacher.endpoint.models import GPT_4O_TILES, ModelSpec, model_spec  # noqa: E402
+from vqa_distill.teacher.endpoint.request import TeacherRequest  # noqa: E402
+from vqa_distill.teacher.images.prepare import PreparedImage, prepare_image  # noqa: E402
 from vqa_distill.teacher.params import DEFAULT_MAX_PIXELS, DEFAULT_MAX_TOKENS, DEFAULT_RPM, DEFAULT_TPM  # noqa: E402
-from vqa_distill.teacher.request import TeacherRequest  # noqa: E402
+from vqa_distill.teacher.ratelimit.gate import RateGate  # noqa: E402
 
 API_KEY = "sk-bench-limits-not-a-real-key-0000000000"
 PROMPT = "Describe the defects."

@@ -75,7 +75,7 @@ def bare_prepare(path: Path, max_pixels: int) -> str:
     """The bare loop's preparation: draft decoding, Pillow's thumbnail, JPEG q85, a data URL."""
     from PIL import Image
 
-    from vqa_distill.teacher.imaging import fit_within
+    from vqa_distill.teacher.images.prepare import fit_within
 
     with Image.open(path) as image:
         size = fit_within(*image.size, max_pixels)
@@ -88,7 +88,7 @@ def bare_prepare(path: Path, max_pixels: int) -> str:
 
 async def bare_photo_loop(stats: str, folder: Path, base_url: str, concurrency: int, max_pixels: int) -> None:
     """The baseline: prepare in threads, ask with one client, at most ``concurrency`` in flight."""
-    from vqa_distill.teacher.client import make_client
+    from vqa_distill.teacher.endpoint.client import make_client
 
     prepare = TimedPrepare(bare_prepare)
     client = make_client(base_url=base_url, api_key=API_KEY, timeout=60)
@@ -113,7 +113,7 @@ async def bare_photo_loop(stats: str, folder: Path, base_url: str, concurrency: 
 
 def flow_child(stats: str, argv: list[str]) -> int:
     """Run ``vqa-distill`` in this process with the flow's image preparation timed."""
-    import vqa_distill.teacher.resources as resources
+    import vqa_distill.teacher.run.resources as resources
     from vqa_distill.cli import main
 
     prepare = TimedPrepare(resources.prepare_image)

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO))
 from bench.measure import print_table  # noqa: E402
 from bench.photo_race import bare_prepare  # noqa: E402
 from bench.photos import photo_paths  # noqa: E402
-from vqa_distill.teacher.imaging import fit_within, prepare_image  # noqa: E402
+from vqa_distill.teacher.images.prepare import fit_within, prepare_image  # noqa: E402
 
 Prepare = Callable[[Path, int], str]
 
@@ -77,7 +77,7 @@ def small_turn_last(resample: Image.Resampling, quality: int) -> Prepare:
 
 
 def _turn(image: Image.Image, orientation: int) -> Image.Image:
-    from vqa_distill.teacher.imaging import UPRIGHT
+    from vqa_distill.teacher.images.prepare import UPRIGHT
 
     return image.transpose(UPRIGHT[orientation]) if orientation in UPRIGHT else image
 

@@ -33,7 +33,7 @@ from vqa_distill.ops import stack
 from vqa_distill.ops.prefect_server import free_port
 from vqa_distill.ops.stack_state import stack_client_env
 from vqa_distill.ops.team import TeamOptions
-from vqa_distill.teacher.ledger import LEDGER_URL_ENV
+from vqa_distill.teacher.ledger.records import LEDGER_URL_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = ("flow_run", "task_run", "task_run_state", "log", "events", "event_resources", "artifact")

@@ -73,10 +73,10 @@ def flow_argv(images: Path, out: Path, base_url: str, rate: float, concurrency: 
 
 async def bare_loop(images: Path, base_url: str, rate: float, concurrency: int) -> None:
     """The baseline: what a careful user writes by hand, with the same client, image preparation and bucket."""
-    from vqa_distill.teacher.client import make_client
-    from vqa_distill.teacher.gate import RateGate
-    from vqa_distill.teacher.imaging import prepare_image
+    from vqa_distill.teacher.endpoint.client import make_client
+    from vqa_distill.teacher.images.prepare import prepare_image
     from vqa_distill.teacher.params import DEFAULT_MAX_PIXELS
+    from vqa_distill.teacher.ratelimit.gate import RateGate
 
     client = make_client(base_url=base_url, api_key=API_KEY, timeout=60)  # the same HTTP stack as the flow
     gate = RateGate(rpm=int(rate * 60), tpm=1_000_000_000)
@@ -165,9 +165,9 @@ COST_ANSWER_TOKENS = 200  # assumed answer length; reasoning models also bill th
 
 def print_cost_table(images: int = 1000) -> list[dict[str, Any]]:
     """Print what ``images`` images x one prompt cost online and through the Batch API, per model; return the rows."""
-    from vqa_distill.teacher.models import MODELS
-    from vqa_distill.teacher.pricing import estimate_cost
-    from vqa_distill.teacher.tokens import text_tokens
+    from vqa_distill.teacher.endpoint.models import MODELS
+    from vqa_distill.teacher.endpoint.pricing import estimate_cost
+    from vqa_distill.teacher.endpoint.tokens import text_tokens
 
     rows: list[dict[str, Any]] = []
     for name, spec in MODELS.items():
@@ -181,7 +181,7 @@ def print_cost_table(images: int = 1000) -> list[dict[str, Any]]:
                      "saving_usd": round(online - batch, 6)})  # fmt: skip
     print_table(
         f"cost of {images} images x 1 prompt ({COST_IMAGE_SIZE[0]}x{COST_IMAGE_SIZE[1]} photo, detail auto, "
-        f"{COST_ANSWER_TOKENS}-token answers), list prices of vqa_distill/teacher/models.py",
+        f"{COST_ANSWER_TOKENS}-token answers), list prices of vqa_distill/teacher/endpoint/models.py",
         [[r["model"], r["images"], r["prompt_tokens_per_image"], r["completion_tokens_per_image"],
           f"{r['online_usd']:.2f}", f"{r['batch_usd']:.2f}", f"{r['saving_usd']:.2f}"] for r in rows],
         ["model", "images", "prompt tok/img", "completion tok/img", "online $", "batch $", "saving $"],

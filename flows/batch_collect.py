@@ -19,10 +19,10 @@ from tasks.report import publish_batch_table, publish_run_artifacts
 from vqa_distill.dataset.versions import publish_version
 from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.student.handoff import DEFAULT_HAND_OFF, HandOff, StudentOptions, TrainOutcome
-from vqa_distill.teacher.batch_clients import BatchClients
-from vqa_distill.teacher.batch_collect import collect_run, has_batches
-from vqa_distill.teacher.batch_listing import discover_run_folders, stored_rows
-from vqa_distill.teacher.summary import RunSummary, write_summary
+from vqa_distill.teacher.batch.clients import BatchClients
+from vqa_distill.teacher.batch.collect import collect_run, has_batches
+from vqa_distill.teacher.batch.listing import discover_run_folders, stored_rows
+from vqa_distill.teacher.run.summary import RunSummary, write_summary
 
 
 class CollectedRun(BaseModel):

@@ -13,13 +13,13 @@ from prefect.states import Failed
 from tasks.report import publish_batch_table, publish_run_artifacts
 from vqa_distill.dataset.qa_build import build_run_dataset
 from vqa_distill.errors import FatalRunError
-from vqa_distill.teacher.batch_clients import BatchClients
-from vqa_distill.teacher.batch_listing import stored_rows
-from vqa_distill.teacher.batch_submit import submit_run, submit_summary
-from vqa_distill.teacher.endpoint_check import check_endpoint
-from vqa_distill.teacher.ledger import Ledger
+from vqa_distill.teacher.batch.clients import BatchClients
+from vqa_distill.teacher.batch.listing import stored_rows
+from vqa_distill.teacher.batch.submit import submit_run, submit_summary
+from vqa_distill.teacher.endpoint.check import check_endpoint
+from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.summary import RunSummary, write_summary
+from vqa_distill.teacher.run.summary import RunSummary, write_summary
 
 
 async def submit_in_run(params: TeacherParams, only_keys: list[str] | None) -> RunSummary:

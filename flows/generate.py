@@ -26,15 +26,15 @@ from tasks.report import publish_run_artifacts
 from tasks.teacher import ask_teacher, with_retries
 from vqa_distill.dataset.qa_build import build_run_dataset
 from vqa_distill.errors import FatalRunError
-from vqa_distill.teacher.endpoint_check import check_endpoint
-from vqa_distill.teacher.fanout import FanOutOutcome, ask_all
-from vqa_distill.teacher.ledger import Ledger
+from vqa_distill.teacher.answers.fanout import FanOutOutcome, ask_all
+from vqa_distill.teacher.endpoint.check import check_endpoint
+from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.plan import RunPlan, plan_run
-from vqa_distill.teacher.qa_fanout import ask_in_stages
-from vqa_distill.teacher.resources import open_resources, registered
-from vqa_distill.teacher.shards import ShardRun, unfinished_message
-from vqa_distill.teacher.summary import RunSummary, summarize, write_summary
+from vqa_distill.teacher.qa.fanout import ask_in_stages
+from vqa_distill.teacher.run.plan import RunPlan, plan_run
+from vqa_distill.teacher.run.resources import open_resources, registered
+from vqa_distill.teacher.run.summary import RunSummary, summarize, write_summary
+from vqa_distill.teacher.shards.split import ShardRun, unfinished_message
 
 
 async def ask_planned(plan: RunPlan, params: TeacherParams, ledger: Ledger) -> FanOutOutcome:

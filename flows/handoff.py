@@ -16,7 +16,7 @@ from vqa_distill.errors import FatalRunError
 from vqa_distill.flow_state import final_result
 from vqa_distill.student.handoff import HandOff, TrainOutcome
 from vqa_distill.student.params import TrainParams
-from vqa_distill.teacher.summary import RunSummary
+from vqa_distill.teacher.run.summary import RunSummary
 
 TRAIN_POLL_S = 2.0  # how often the waiting flow looks at the training run it handed off
 

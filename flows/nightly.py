@@ -21,7 +21,7 @@ from vqa_distill.dataset.versions import publish_version
 from vqa_distill.errors import ConfigError
 from vqa_distill.student.handoff import DEFAULT_HAND_OFF, HandOff, StudentOptions, TrainOutcome
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.summary import RunSummary
+from vqa_distill.teacher.run.summary import RunSummary
 
 
 class NightlyResult(BaseModel):

@@ -16,7 +16,7 @@ from flows.handoff import teacher_summary, train_student
 from vqa_distill.errors import ConfigError
 from vqa_distill.student.handoff import DEFAULT_HAND_OFF, HandOff, StudentOptions, TrainOutcome, dataset_files
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.summary import RunSummary
+from vqa_distill.teacher.run.summary import RunSummary
 
 
 class PipelineResult(BaseModel):

@@ -13,8 +13,8 @@ from prefect.states import Failed
 
 from flows.generate import generate
 from flows.handoff import teacher_summary
-from vqa_distill.teacher.failed import LATEST, find_failed, keys_to_retry, teacher_params_of
-from vqa_distill.teacher.summary import RunSummary
+from vqa_distill.teacher.prefect_runs.failed import LATEST, find_failed, keys_to_retry, teacher_params_of
+from vqa_distill.teacher.run.summary import RunSummary
 
 
 @flow(name="retry-failed", validate_parameters=True)

@@ -5,7 +5,7 @@ subflow runs: the UI lists them under the parent, and any cpu-pool worker takes 
 their states. A shard run that crashed (its process or its machine died) is started again, up to
 ``params.shard_attempts`` runs; it pays only for what the ledger still lacks. The polling outlasts a
 Prefect server restart (``ApiPatience``). When every shard is final, the ledger says what they did.
-The decisions are in ``vqa_distill/teacher/shards.py``; this module only talks to the API.
+The decisions are in ``vqa_distill/teacher/shards/split.py``; this module only talks to the API.
 """
 
 from __future__ import annotations
@@ -24,12 +24,12 @@ from prefect.exceptions import ObjectNotFound, PrefectHTTPStatusError
 from prefect.runtime import flow_run
 
 from vqa_distill.errors import FatalRunError
-from vqa_distill.teacher.fanout import FanOutOutcome
-from vqa_distill.teacher.ledger import Ledger
+from vqa_distill.teacher.answers.fanout import FanOutOutcome
+from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.plan import RunPlan
-from vqa_distill.teacher.shard_runs import shard_idempotency_key
-from vqa_distill.teacher.shards import (
+from vqa_distill.teacher.prefect_runs.shard_runs import shard_idempotency_key
+from vqa_distill.teacher.run.plan import RunPlan
+from vqa_distill.teacher.shards.split import (
     SHARD_DEPLOYMENT,
     SHARD_POLL_S,
     ApiPatience,

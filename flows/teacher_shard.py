@@ -15,11 +15,11 @@ from prefect.states import Failed
 
 from flows.generate import ask_planned, said_once
 from vqa_distill.errors import FatalRunError
-from vqa_distill.teacher.fanout import FanOutOutcome
-from vqa_distill.teacher.ledger import Ledger
+from vqa_distill.teacher.answers.fanout import FanOutOutcome
+from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.plan import plan_run
-from vqa_distill.teacher.shards import ShardSummary, shard_plan
+from vqa_distill.teacher.run.plan import plan_run
+from vqa_distill.teacher.shards.split import ShardSummary, shard_plan
 
 
 @flow(name="teacher-shard", log_prints=False, validate_parameters=True)

@@ -12,9 +12,9 @@ from prefect import task
 from prefect.context import TaskRunContext
 
 from tasks.teacher import ask_and_record, retry_only_transient, run_label
-from vqa_distill.teacher.judge import judge_record
-from vqa_distill.teacher.ledger import KIND_JUDGE
-from vqa_distill.teacher.request import TeacherRequest
+from vqa_distill.teacher.endpoint.request import TeacherRequest
+from vqa_distill.teacher.ledger.records import KIND_JUDGE
+from vqa_distill.teacher.qa.judge import judge_record
 
 
 def judge_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:

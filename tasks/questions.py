@@ -16,11 +16,11 @@ from prefect.runtime import task_run
 
 from tasks.judge import judge_answer
 from tasks.teacher import ask_and_record, ask_teacher, retry_only_transient, with_retries
-from vqa_distill.teacher.ledger import KIND_QUESTIONS
+from vqa_distill.teacher.endpoint.request import TeacherRequest
+from vqa_distill.teacher.ledger.records import KIND_QUESTIONS
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.qa_fanout import Stages
-from vqa_distill.teacher.questions import question_set_record
-from vqa_distill.teacher.request import TeacherRequest
+from vqa_distill.teacher.qa.fanout import Stages
+from vqa_distill.teacher.qa.questions import question_set_record
 
 
 def questions_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:

@@ -13,7 +13,7 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from vqa_distill.dataset.review import review_markdown
-from vqa_distill.teacher.summary import RunSummary
+from vqa_distill.teacher.run.summary import RunSummary
 
 SUMMARY_KEY = "teacher-summary"
 FAILED_KEY = "teacher-failed-images"

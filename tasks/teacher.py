@@ -27,12 +27,12 @@ from prefect.states import State
 from prefect.tasks import exponential_backoff
 
 from vqa_distill.errors import TransientTeacherError
-from vqa_distill.teacher.client import TeacherAnswer, ask
-from vqa_distill.teacher.ledger import KIND_ANSWER, TeacherRecord, utc_now
-from vqa_distill.teacher.outcomes import answer_record, failure_record
+from vqa_distill.teacher.answers.outcomes import answer_record, failure_record
+from vqa_distill.teacher.endpoint.client import TeacherAnswer, ask
+from vqa_distill.teacher.endpoint.request import TeacherRequest
+from vqa_distill.teacher.ledger.records import KIND_ANSWER, TeacherRecord, utc_now
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.request import TeacherRequest
-from vqa_distill.teacher.resources import resources_of
+from vqa_distill.teacher.run.resources import resources_of
 
 RETRY_JITTER_FACTOR = 0.5  # delays vary by up to +-50%, so retries of a burst of 429s do not stampede
 

@@ -31,7 +31,7 @@ from vqa_distill.errors import EXIT_OK, EXIT_SOME_FAILED
 from vqa_distill.ops.prefect_server import SERVER_START_TIMEOUT_S, free_port
 from vqa_distill.ops.stack import StackState
 from vqa_distill.supervisor import is_healthy, start_process, stop_process, wait_until
-from vqa_distill.teacher.ledger import DONE_STATUSES, Ledger
+from vqa_distill.teacher.ledger.records import DONE_STATUSES, Ledger
 
 REFUSE_ODD_SIZE = [{"kind": "400", "match_image_size": "40x40"}]
 UI_RETRY = {"state": {"type": "SCHEDULED", "name": "AwaitingRetry", "message": "Retry from the UI"}, "force": True}

@@ -152,7 +152,7 @@ def test_team_stack_shards_survive_a_killed_worker_and_pay_nothing_twice(team_st
     assert sorted(r["image_sizes"][0] for r in asked_again) == [f"{BAD_SIZE[0]}x{BAD_SIZE[1]}"] * BAD_IMAGES
 
     # The ledger is in PostgreSQL: every image answered once, in the run folder's namespace.
-    from vqa_distill.teacher.ledger import Ledger
+    from vqa_distill.teacher.ledger.records import Ledger
 
     with Ledger(out, url=_ledger_url(team)) as ledger:
         answered_keys = ledger.done_keys()

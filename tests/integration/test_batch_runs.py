@@ -20,14 +20,14 @@ from tests.support.helpers import chat_requests, generate_args, make_images, par
 from vqa_distill.dataset.build import read_jsonl
 from vqa_distill.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
 from vqa_distill.flow_state import run_flow
-from vqa_distill.teacher.batch_clients import BatchClients
-from vqa_distill.teacher.batch_files import MAX_BYTES_ENV, batch_line
-from vqa_distill.teacher.batch_submit import SubmitHooks, submit_run
-from vqa_distill.teacher.imaging import prepare_image
-from vqa_distill.teacher.ledger import STATUS_ANSWERED, STATUS_FAILED, STATUS_SUBMITTED, Ledger
+from vqa_distill.teacher.batch.clients import BatchClients
+from vqa_distill.teacher.batch.files import MAX_BYTES_ENV, batch_line
+from vqa_distill.teacher.batch.submit import SubmitHooks, submit_run
+from vqa_distill.teacher.images.prepare import prepare_image
+from vqa_distill.teacher.ledger.records import STATUS_ANSWERED, STATUS_FAILED, STATUS_SUBMITTED, Ledger
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.plan import plan_run
-from vqa_distill.teacher.summary import RunSummary
+from vqa_distill.teacher.run.plan import plan_run
+from vqa_distill.teacher.run.summary import RunSummary
 
 
 def submit(params: TeacherParams) -> RunSummary:

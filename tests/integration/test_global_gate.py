@@ -24,9 +24,9 @@ from vqa_distill.errors import ConfigError, FatalRunError, TransientTeacherError
 from vqa_distill.ops.prefect_server import free_port
 from vqa_distill.ops.redis_server import redis_argv, redis_conf, running_redis, write_redis_conf
 from vqa_distill.ops.redis_server import redis_url as make_url
-from vqa_distill.teacher.buckets import BucketShape
-from vqa_distill.teacher.gate import RateGate
-from vqa_distill.teacher.global_gate import GlobalGate, limit_key, redis_location
+from vqa_distill.teacher.ratelimit.buckets import BucketShape
+from vqa_distill.teacher.ratelimit.gate import RateGate
+from vqa_distill.teacher.ratelimit.global_gate import GlobalGate, limit_key, redis_location
 
 TIMING_SLACK_S = 0.4  # a busy 2-core machine (the CI suite beside it) may wake a sleeper this late (unshared, 3 workers overshoot by ~75)
 needs_redis = pytest.mark.skipif(not redis_installed(), reason="redis-server is not installed (apt-get install redis-server)")

@@ -16,8 +16,8 @@ from tests.support.redis import (
 from vqa_distill.errors import EXIT_FATAL
 from vqa_distill.ops.prefect_server import free_port
 from vqa_distill.ops.redis_server import redis_url as make_url
-from vqa_distill.teacher.buckets import BucketShape
-from vqa_distill.teacher.global_gate import REDIS_URL_ENV
+from vqa_distill.teacher.ratelimit.buckets import BucketShape
+from vqa_distill.teacher.ratelimit.global_gate import REDIS_URL_ENV
 
 WORKER_SIZES = {"a": (64, 48), "b": (48, 64)}  # each worker's requests are told apart by their image size
 

@@ -18,9 +18,15 @@ from sqlalchemy import create_engine, text
 from tests.support.postgres import PostgresServer
 from vqa_distill.errors import ConfigError, FatalRunError, LedgerUnavailable
 from vqa_distill.ops.postgres import HBA_LINES, check_reachable, database_url, init_cluster
-from vqa_distill.teacher import ledger as ledger_module
-from vqa_distill.teacher.ledger import LEDGER_URL_ENV, STATUS_ANSWERED, STATUS_FAILED, Ledger, TeacherRecord
-from vqa_distill.teacher.ledger_store import schema_for
+from vqa_distill.teacher.ledger import records as ledger_module
+from vqa_distill.teacher.ledger.records import (
+    LEDGER_URL_ENV,
+    STATUS_ANSWERED,
+    STATUS_FAILED,
+    Ledger,
+    TeacherRecord,
+)
+from vqa_distill.teacher.ledger.store import schema_for
 
 
 def _record(key: str, status: str = STATUS_ANSWERED) -> TeacherRecord:
@@ -144,7 +150,7 @@ def test_a_data_folder_the_postgres_user_cannot_reach_is_refused_clearly(tmp_pat
 def test_the_batch_lock_of_a_shared_ledger_is_held_in_the_database(tmp_path: Path, postgres_url: str) -> None:
     import asyncio
 
-    from vqa_distill.teacher.batch_book import run_folder_lock
+    from vqa_distill.teacher.batch.book import run_folder_lock
 
     async def scenario() -> None:
         async with run_folder_lock(tmp_path / "a", url=postgres_url):

@@ -7,8 +7,8 @@ from pathlib import Path
 from tests.support.helpers import make_images, run_cli
 from vqa_distill.dataset.build import build_dataset, read_jsonl
 from vqa_distill.dataset.rows import row_problems
-from vqa_distill.teacher.ledger import STATUS_ANSWERED, STATUS_FAILED, Ledger, TeacherRecord
-from vqa_distill.teacher.request import request_key
+from vqa_distill.teacher.endpoint.request import request_key
+from vqa_distill.teacher.ledger.records import STATUS_ANSWERED, STATUS_FAILED, Ledger, TeacherRecord
 
 
 def answered(image: Path, prompt: str, answer: str, *, system: str | None = None, model: str = "m") -> TeacherRecord:

@@ -13,7 +13,7 @@ from typing import Any
 from tests.support.helpers import REPO_ROOT, chat_requests, generate_args, make_images, params_for
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.dataset.build import read_jsonl
-from vqa_distill.teacher.ledger import STATUS_ANSWERED, Ledger
+from vqa_distill.teacher.ledger.records import STATUS_ANSWERED, Ledger
 
 
 def test_a_second_run_sends_nothing_and_creates_no_task_runs(tmp_path: Path, teacher: Any, api_key_env: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 from tests.support.helpers import TEST_API_KEY, make_images, params_for
 from vqa_distill.cli.flow_runs import run_generate_flow
-from vqa_distill.teacher.client import redact
+from vqa_distill.teacher.endpoint.client import redact
 
 
 async def read_run(flow_run_id: str) -> tuple[Any, dict[str, Any]]:

@@ -28,7 +28,7 @@ from tests.support.qa_helpers import (
 )
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.dataset.similarity import near_duplicate_questions, normalize
-from vqa_distill.teacher.ledger import STATUS_ANSWERED, Ledger
+from vqa_distill.teacher.ledger.records import STATUS_ANSWERED, Ledger
 
 
 def test_each_image_gets_n_distinct_questions_each_answered_beside_its_image(

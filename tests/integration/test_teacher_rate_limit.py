@@ -9,8 +9,8 @@ from typing import Any
 
 from tests.support.helpers import chat_requests, make_images, params_for
 from vqa_distill.cli.flow_runs import run_generate_flow
-from vqa_distill.teacher.buckets import BucketShape
-from vqa_distill.teacher.gate import RateGate
+from vqa_distill.teacher.ratelimit.buckets import BucketShape
+from vqa_distill.teacher.ratelimit.gate import RateGate
 
 
 def max_excess(times: list[float], amounts: list[float], shape: BucketShape) -> float:

@@ -12,7 +12,7 @@ from tests.support.helpers import TEST_API_KEY, chat_requests, generate_args, ma
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.dataset.build import read_jsonl
 from vqa_distill.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
-from vqa_distill.teacher.ledger import Ledger
+from vqa_distill.teacher.ledger.records import Ledger
 
 
 def requests_per_image(stats: dict[str, Any]) -> dict[str, int]:

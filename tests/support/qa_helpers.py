@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.helpers import chat_requests, make_image, params_for
-from vqa_distill.teacher.ledger import Ledger, TeacherRecord
+from vqa_distill.teacher.ledger.records import Ledger, TeacherRecord
 from vqa_distill.teacher.params import TeacherParams
 
 QA_PROMPT = "Focus on surface defects."

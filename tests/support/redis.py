@@ -29,8 +29,8 @@ from vqa_distill.ops import redis_server as ops_redis
 from vqa_distill.ops.prefect_server import free_port
 from vqa_distill.paths import LOOPBACK, REPO_ROOT
 from vqa_distill.supervisor import stop_process
-from vqa_distill.teacher.buckets import BucketShape
-from vqa_distill.teacher.global_gate import REDIS_URL_ENV, GlobalGate
+from vqa_distill.teacher.ratelimit.buckets import BucketShape
+from vqa_distill.teacher.ratelimit.global_gate import REDIS_URL_ENV, GlobalGate
 
 
 @dataclass(frozen=True)

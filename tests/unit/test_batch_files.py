@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.helpers import make_image
 from vqa_distill.errors import ConfigError
-from vqa_distill.teacher.batch_files import (
+from vqa_distill.teacher.batch.files import (
     BATCH_ENDPOINT,
     MAX_BYTES_ENV,
     MAX_REQUESTS_ENV,
@@ -18,10 +18,10 @@ from vqa_distill.teacher.batch_files import (
     PartWriter,
     batch_line,
 )
-from vqa_distill.teacher.batch_summary import batch_costs, mean_kib
-from vqa_distill.teacher.client import build_messages
-from vqa_distill.teacher.imaging import prepare_image
-from vqa_distill.teacher.request import TeacherRequest
+from vqa_distill.teacher.endpoint.client import build_messages
+from vqa_distill.teacher.endpoint.request import TeacherRequest
+from vqa_distill.teacher.images.prepare import prepare_image
+from vqa_distill.teacher.run.batch_summary import batch_costs, mean_kib
 
 
 def _request(image: Path, model: str, **params: object) -> TeacherRequest:

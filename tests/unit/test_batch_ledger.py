@@ -6,11 +6,17 @@ import sqlite3
 from pathlib import Path
 
 from tests.support.helpers import make_images
-from vqa_distill.teacher.batch_book import PENDING, RELEASED, BatchBook, BatchRow, in_flight_keys
-from vqa_distill.teacher.ledger import LEDGER_FILE, STATUS_ANSWERED, STATUS_FAILED, STATUS_SUBMITTED, Ledger
+from vqa_distill.teacher.batch.book import PENDING, RELEASED, BatchBook, BatchRow
+from vqa_distill.teacher.endpoint.request import TeacherRequest
+from vqa_distill.teacher.ledger.records import (
+    LEDGER_FILE,
+    STATUS_ANSWERED,
+    STATUS_FAILED,
+    STATUS_SUBMITTED,
+    Ledger,
+)
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.plan import plan_run
-from vqa_distill.teacher.request import TeacherRequest
+from vqa_distill.teacher.run.plan import plan_run
 
 # The records table as the first ledger files have it (no batch column).
 OLD_SCHEMA = """
@@ -52,7 +58,7 @@ def _row(tag: str, requests: int) -> BatchRow:
 def test_claims_take_only_keys_without_an_answer_and_are_adopted_or_released(tmp_path: Path) -> None:
     new, failed, answered = _request("new.png"), _request("failed.png"), _request("answered.png")
     with Ledger(tmp_path) as ledger, BatchBook(ledger) as book:
-        from vqa_distill.teacher.outcomes import failure_record
+        from vqa_distill.teacher.answers.outcomes import failure_record
 
         ledger.record(failure_record(failed, RuntimeError("x"), attempts=1, flow_run_id="r0", started_at="t"))
         done = failure_record(answered, RuntimeError("x"), attempts=1, flow_run_id="r0", started_at="t")
@@ -60,7 +66,7 @@ def test_claims_take_only_keys_without_an_answer_and_are_adopted_or_released(tmp
         ledger.record(done)
 
         assert book.claim(_row("s1-p1", 3), [new, failed, answered]) == 2
-        assert in_flight_keys(ledger) == {new.key, failed.key}
+        assert ledger.in_flight_keys() == {new.key, failed.key}
         assert ledger.get(answered.key).status == STATUS_ANSWERED  # type: ignore[union-attr]
         assert [row.tag for row in book.pending()] == ["s1-p1"]
         assert book.claim(_row("s2-p1", 2), [new, failed]) == 0  # in flight: never claimed twice

@@ -6,9 +6,9 @@ import json
 
 import httpx
 
-from vqa_distill.offline_teacher.batch_lines import read_input
-from vqa_distill.offline_teacher.batch_store import BatchSettings
-from vqa_distill.offline_teacher.files_api import list_page, parse_multipart
+from vqa_distill.offline_teacher.batch.files import list_page, parse_multipart
+from vqa_distill.offline_teacher.batch.lines import read_input
+from vqa_distill.offline_teacher.batch.store import BatchSettings
 
 ENDPOINT = "/v1/chat/completions"
 

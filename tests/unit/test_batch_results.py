@@ -8,15 +8,15 @@ from typing import Any
 import pytest
 
 from vqa_distill.errors import PermanentTeacherError, TransientTeacherError
-from vqa_distill.teacher.batch_results import not_run_record, parse_result_line, result_record
-from vqa_distill.teacher.ledger import (
+from vqa_distill.teacher.batch.results import not_run_record, parse_result_line, result_record
+from vqa_distill.teacher.endpoint.request import TeacherRequest
+from vqa_distill.teacher.ledger.records import (
     STATUS_ANSWERED,
     STATUS_FAILED,
     STATUS_SUBMITTED,
     STATUS_UNUSABLE,
     TeacherRecord,
 )
-from vqa_distill.teacher.request import TeacherRequest
 
 
 def _output(status: int, body: dict[str, Any]) -> str:

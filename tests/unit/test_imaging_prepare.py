@@ -12,7 +12,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from vqa_distill.errors import ImageError
-from vqa_distill.teacher.imaging import fit_within, prepare_image
+from vqa_distill.teacher.images.prepare import fit_within, prepare_image
 
 MARK = (255, 0, 0)  # a red block in the top-left corner of the image as it is meant to be seen
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from tests.support.helpers import REPO_ROOT
-from vqa_distill.teacher.batch_book import PENDING, RELEASED, BatchBook, BatchRow, in_flight_keys
-from vqa_distill.teacher.ledger import (
+from vqa_distill.teacher.batch.book import PENDING, RELEASED, BatchBook, BatchRow
+from vqa_distill.teacher.endpoint.request import TeacherRequest
+from vqa_distill.teacher.ledger.records import (
     FAILED_FILE,
     LEDGER_FILE,
     LEDGER_URL_ENV,
@@ -31,7 +32,6 @@ from vqa_distill.teacher.ledger import (
     TeacherRecord,
     ledger_exists,
 )
-from vqa_distill.teacher.request import TeacherRequest
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -138,7 +138,7 @@ def test_batch_claims_adoption_and_release(ledger: Ledger) -> None:
                    model="gpt-4o-mini", base_url="http://x/v1", api_key_block=None, flow_run_id="run-1")  # fmt: skip
     with BatchBook(ledger) as book:
         assert book.claim(row, [new, failed, answered]) == 2
-        assert in_flight_keys(ledger) == {new.key, failed.key}
+        assert ledger.in_flight_keys() == {new.key, failed.key}
         book.adopt("s1-p1", "batch_1", "validating", "file-1")
         assert {r.key for r in ledger.in_batch("batch_1")} == {new.key, failed.key}
         book.update("batch_1", status="completed", counts={"completed": 2})
@@ -161,7 +161,7 @@ _WRITER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from vqa_distill.teacher.ledger import Ledger, TeacherRecord
+    from vqa_distill.teacher.ledger.records import Ledger, TeacherRecord
     out, url, status, start = sys.argv[1], sys.argv[2] or None, sys.argv[3], float(sys.argv[4])
     with Ledger(out, url) as ledger:
         while time.time() < start:

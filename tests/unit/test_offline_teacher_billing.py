@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from vqa_distill.offline_teacher import billing
-from vqa_distill.offline_teacher.families import is_reasoning, model_family
+from vqa_distill.offline_teacher.rules import billing
+from vqa_distill.offline_teacher.rules.families import is_reasoning, model_family
 
 
 @pytest.mark.parametrize(

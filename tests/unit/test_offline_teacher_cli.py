@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from vqa_distill.offline_teacher import main as server_cli
-from vqa_distill.offline_teacher.faults import FaultInjector, FaultRule, RequestView, load_fault_rules
+from vqa_distill.offline_teacher.server.faults import FaultInjector, FaultRule, RequestView, load_fault_rules
 
 MODEL = "gpt-4o-mini"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vqa_distill.offline_teacher.limits import RateLimiter, format_duration, format_seconds
+from vqa_distill.offline_teacher.rules.limits import RateLimiter, format_duration, format_seconds
 
 
 class FakeClock:

@@ -9,17 +9,17 @@ import pytest
 from PIL import Image
 
 from vqa_distill.dataset.similarity import near_duplicate_questions, normalize
-from vqa_distill.offline_teacher.answers import measure
-from vqa_distill.offline_teacher.faults import FaultInjector, FaultRule, RequestView
-from vqa_distill.offline_teacher.questions import FILLERS, combined, own_answer, own_questions
-from vqa_distill.offline_teacher.replies import PURPOSE_JUDGE, PURPOSE_QUESTIONS, purpose_of, reply
-from vqa_distill.offline_teacher.schema import ChatRequest
-from vqa_distill.offline_teacher.structured import (
+from vqa_distill.offline_teacher.replies.answers import measure
+from vqa_distill.offline_teacher.replies.questions import FILLERS, combined, own_answer, own_questions
+from vqa_distill.offline_teacher.replies.reply import PURPOSE_JUDGE, PURPOSE_QUESTIONS, purpose_of, reply
+from vqa_distill.offline_teacher.replies.structured import (
     ResponseFormat,
     instance_of,
     response_format_of,
     strict_problem,
 )
+from vqa_distill.offline_teacher.rules.schema import ChatRequest
+from vqa_distill.offline_teacher.server.faults import FaultInjector, FaultRule, RequestView
 
 SCHEMAS: list[dict[str, Any]] = [
     {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}, "required": ["a", "b"]},

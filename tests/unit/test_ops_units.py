@@ -24,8 +24,8 @@ from vqa_distill.ops.pools import CPU_POOL, GPU_POOL, PoolSpec, apply_all, apply
 from vqa_distill.ops.stack_state import StackState
 from vqa_distill.student.handoff import StudentOptions
 from vqa_distill.supervisor import ManagedProcess, port_is_free, stop_process
-from vqa_distill.teacher.failed import file_of, keys_to_retry, reason_of
-from vqa_distill.teacher.ledger import Ledger, TeacherRecord
+from vqa_distill.teacher.ledger.records import Ledger, TeacherRecord
+from vqa_distill.teacher.prefect_runs.failed import file_of, keys_to_retry, reason_of
 
 DEPLOYMENTS = {"pipeline", "nightly-refresh", "train", "retry-failed", "generate", "collect-batches", "teacher-shard"}
 

@@ -12,11 +12,12 @@ from PIL import Image
 from vqa_distill.dataset.qa_build import build_qa_dataset
 from vqa_distill.dataset.rows import make_conversation_row, row_problems
 from vqa_distill.errors import ConfigError
-from vqa_distill.offline_teacher.structured import strict_problem
+from vqa_distill.offline_teacher.replies.structured import strict_problem
 from vqa_distill.student.preflight import check_file
-from vqa_distill.teacher.client import TeacherAnswer
-from vqa_distill.teacher.judge import judge_format, judge_record, judge_request, parse_judgement
-from vqa_distill.teacher.ledger import (
+from vqa_distill.teacher.answers.outcomes import answer_record
+from vqa_distill.teacher.endpoint.client import TeacherAnswer
+from vqa_distill.teacher.endpoint.request import request_key
+from vqa_distill.teacher.ledger.records import (
     KIND_ANSWER,
     KIND_JUDGE,
     KIND_QUESTIONS,
@@ -24,10 +25,10 @@ from vqa_distill.teacher.ledger import (
     STATUS_UNUSABLE,
     Ledger,
 )
-from vqa_distill.teacher.outcomes import answer_record
 from vqa_distill.teacher.params import TeacherParams, build_params
-from vqa_distill.teacher.qa_plan import plan_questions, units_of
-from vqa_distill.teacher.questions import (
+from vqa_distill.teacher.qa.judge import judge_format, judge_record, judge_request, parse_judgement
+from vqa_distill.teacher.qa.plan import plan_questions, units_of
+from vqa_distill.teacher.qa.questions import (
     QAUnit,
     answer_request,
     kinds_for,
@@ -36,7 +37,6 @@ from vqa_distill.teacher.questions import (
     question_set_record,
     questions_format,
 )
-from vqa_distill.teacher.request import request_key
 
 QUESTIONS = ["What colour is the tile?", "What is the colour of the tile?", "Is the tile cracked?", "Where is the dent?"]
 ANSWERS = {
@@ -190,7 +190,7 @@ def test_conversation_rows_hold_one_image_tag_and_pass_the_preflight(tmp_path: P
 
 
 def test_units_pair_every_image_with_every_prompt(tmp_path: Path) -> None:
-    from vqa_distill.teacher.discovery import ImageRef
+    from vqa_distill.teacher.images.discovery import ImageRef
 
     refs = [
         ImageRef(path=f"/x/{n}.png", rel_path=f"{n}.png", sha256=n * 64, size_bytes=1, mtime_ns=1, mime="image/png")

@@ -10,12 +10,17 @@ import pytest
 
 from tests.support.helpers import make_images, params_for
 from vqa_distill.ops.deploy import ZOMBIE_MISSED_BEATS, zombie_automation
-from vqa_distill.teacher.failed import keys_to_retry
-from vqa_distill.teacher.ledger import Ledger, TeacherRecord
+from vqa_distill.teacher.ledger.records import Ledger, TeacherRecord
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.plan import RunPlan, plan_run
-from vqa_distill.teacher.shard_runs import ShardKey, latest_tries, parse_shard_key, shard_idempotency_key
-from vqa_distill.teacher.shards import (
+from vqa_distill.teacher.prefect_runs.failed import keys_to_retry
+from vqa_distill.teacher.prefect_runs.shard_runs import (
+    ShardKey,
+    latest_tries,
+    parse_shard_key,
+    shard_idempotency_key,
+)
+from vqa_distill.teacher.run.plan import RunPlan, plan_run
+from vqa_distill.teacher.shards.split import (
     ApiPatience,
     Next,
     ShardRun,

@@ -27,11 +27,11 @@ from vqa_distill.errors import (
     TeacherUnreachableError,
     TransientTeacherError,
 )
-from vqa_distill.teacher.client import ask, parse_retry_after, translate_error
-from vqa_distill.teacher.endpoint_check import check_endpoint
-from vqa_distill.teacher.gate import RateGate
-from vqa_distill.teacher.imaging import PreparedImage
-from vqa_distill.teacher.request import TeacherRequest
+from vqa_distill.teacher.endpoint.check import check_endpoint
+from vqa_distill.teacher.endpoint.client import ask, parse_retry_after, translate_error
+from vqa_distill.teacher.endpoint.request import TeacherRequest
+from vqa_distill.teacher.images.prepare import PreparedImage
+from vqa_distill.teacher.ratelimit.gate import RateGate
 
 KEY = "sk-unit-7d1f0c9a2b4e6f8a0c2e4a6b8d0f1e3c"
 BASE_URL = "http://teacher.invalid/v1"

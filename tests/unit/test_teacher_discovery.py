@@ -11,8 +11,8 @@ from PIL import Image
 
 from tests.support.helpers import build_mixed_folder, make_image
 from vqa_distill.errors import ConfigError, ImageError
-from vqa_distill.teacher.discovery import discover_images
-from vqa_distill.teacher.imaging import fit_within, prepare_image
+from vqa_distill.teacher.images.discovery import discover_images
+from vqa_distill.teacher.images.prepare import fit_within, prepare_image
 
 
 def test_discovery_takes_images_by_content_and_survives_a_symlink_loop(tmp_path: Path) -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from tests.support.fake_clock import FakeClock
 from vqa_distill.errors import TransientTeacherError
-from vqa_distill.teacher.buckets import BucketShape
-from vqa_distill.teacher.gate import MIN_PACE, RateGate
-from vqa_distill.teacher.ratelimit_headers import RateLimitHeaders, parse_duration
+from vqa_distill.teacher.ratelimit.buckets import BucketShape
+from vqa_distill.teacher.ratelimit.gate import MIN_PACE, RateGate
+from vqa_distill.teacher.ratelimit.headers import RateLimitHeaders, parse_duration
 
 LOGGER = "vqa_distill.teacher"
 

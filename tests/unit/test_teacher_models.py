@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
-from vqa_distill.teacher import client
-from vqa_distill.teacher.client import estimate_tokens, request_options
-from vqa_distill.teacher.imaging import PreparedImage
-from vqa_distill.teacher.models import family_of, model_spec, patch_count, tile_count
+from vqa_distill.teacher.endpoint import client
+from vqa_distill.teacher.endpoint.client import estimate_tokens, request_options
+from vqa_distill.teacher.endpoint.models import family_of, model_spec, patch_count, tile_count
+from vqa_distill.teacher.endpoint.pricing import estimate_cost, price_of
+from vqa_distill.teacher.endpoint.request import TeacherRequest, request_key
+from vqa_distill.teacher.images.prepare import PreparedImage
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.pricing import estimate_cost, price_of
-from vqa_distill.teacher.request import TeacherRequest, request_key
 
 # ----------------------------------------------------------------------------- image tokens
 

@@ -83,21 +83,21 @@ def _fail(message: object) -> int:
 
 def _missing_ledger(args: argparse.Namespace) -> str | None:
     """Return the first ``--out`` folder without a ledger (a typo, or a folder on another machine), or None."""
-    from vqa_distill.teacher.ledger import ledger_exists
+    from vqa_distill.teacher.ledger.records import ledger_exists
 
     return next((out for out in args.out or [] if not ledger_exists(out)), None)
 
 
 def _uses_secret_block(args: argparse.Namespace) -> bool:
     """Tell whether a key comes from a Prefect Secret block (then the command needs the Prefect API)."""
-    from vqa_distill.teacher.batch_listing import secret_blocks
+    from vqa_distill.teacher.batch.listing import secret_blocks
 
     return bool(args.api_key_block or secret_blocks(args.out or []))
 
 
 async def _listing(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from vqa_distill.teacher.batch_clients import BatchClients
-    from vqa_distill.teacher.batch_listing import endpoint_rows, refresh_folder
+    from vqa_distill.teacher.batch.clients import BatchClients
+    from vqa_distill.teacher.batch.listing import endpoint_rows, refresh_folder
 
     clients = BatchClients()
     try:
@@ -113,7 +113,7 @@ def run_batches(args: argparse.Namespace) -> int:
     import asyncio
 
     from vqa_distill.errors import FatalRunError
-    from vqa_distill.teacher.batch_listing import has_problems
+    from vqa_distill.teacher.batch.listing import has_problems
 
     if missing := _missing_ledger(args):
         return _fail(f"no ledger.sqlite in {missing}")
@@ -176,7 +176,7 @@ def run_collect(args: argparse.Namespace) -> int:
     from flows.batch_collect import collect_batches
     from vqa_distill.cli.teacher import print_summary
     from vqa_distill.flow_state import run_flow
-    from vqa_distill.teacher.batch_listing import stored_rows
+    from vqa_distill.teacher.batch.listing import stored_rows
 
     call = collect_batches(
         outs=args.out or [],

@@ -8,7 +8,7 @@ from vqa_distill import progress
 from vqa_distill.errors import FatalRunError
 from vqa_distill.flow_state import run_flow
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.summary import RunSummary
+from vqa_distill.teacher.run.summary import RunSummary
 
 
 @dataclass

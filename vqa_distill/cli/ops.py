@@ -202,7 +202,7 @@ def run_failed(args: argparse.Namespace) -> int:
     if (code := _without_api()) is not None:
         return code
     from vqa_distill.errors import FatalRunError
-    from vqa_distill.teacher.failed import find_failed
+    from vqa_distill.teacher.prefect_runs.failed import find_failed
 
     try:
         run = asyncio.run(find_failed(args.run))
@@ -242,7 +242,7 @@ def run_retry_failed(args: argparse.Namespace) -> int:
     from vqa_distill.cli.teacher import print_summary
     from vqa_distill.errors import FatalRunError
     from vqa_distill.flow_state import run_flow
-    from vqa_distill.teacher.summary import RunSummary
+    from vqa_distill.teacher.run.summary import RunSummary
 
     try:
         result = run_flow(retry_failed(args.run, return_state=True)).result

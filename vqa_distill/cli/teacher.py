@@ -144,7 +144,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from vqa_distill.errors import FatalRunError
 
     if args.ledger_url:  # an environment variable, never a parameter: Prefect stores and shows parameters
-        from vqa_distill.teacher.ledger import LEDGER_URL_ENV
+        from vqa_distill.teacher.ledger.records import LEDGER_URL_ENV
 
         os.environ[LEDGER_URL_ENV] = args.ledger_url
     try:
@@ -207,7 +207,7 @@ def print_summary(summary: Any) -> None:
 def run_dataset(args: argparse.Namespace) -> int:
     """Rebuild the dataset from the ledger alone: no call is made."""
     from vqa_distill.dataset.build import build_dataset
-    from vqa_distill.teacher.ledger import KIND_QUESTIONS, LEDGER_FILE, Ledger, ledger_exists
+    from vqa_distill.teacher.ledger.records import KIND_QUESTIONS, LEDGER_FILE, Ledger, ledger_exists
 
     if not ledger_exists(args.out):
         print(f"error: no {LEDGER_FILE} in {args.out}", file=sys.stderr)

@@ -18,7 +18,7 @@ from vqa_distill.atomic import atomic_write_lines, atomic_write_text
 from vqa_distill.dataset.quality import QualityReport
 from vqa_distill.dataset.review import ReviewEntry, preview, write_review
 from vqa_distill.dataset.rows import dumps_row, make_row, row_problems
-from vqa_distill.teacher.ledger import KIND_ANSWER, STATUS_ANSWERED, Ledger
+from vqa_distill.teacher.ledger.records import KIND_ANSWER, STATUS_ANSWERED, Ledger
 
 TRAIN_FILE = "train.jsonl"
 VAL_FILE = "val.jsonl"

@@ -30,12 +30,12 @@ from vqa_distill.dataset.build import (
 from vqa_distill.dataset.review import ReviewEntry
 from vqa_distill.dataset.rows import make_conversation_row, make_row, row_problems
 from vqa_distill.dataset.similarity import AnswerIndex
-from vqa_distill.teacher.judge import Judgement, parse_judgement
-from vqa_distill.teacher.ledger import STATUS_ANSWERED, STATUS_UNUSABLE, Ledger
+from vqa_distill.teacher.ledger.records import STATUS_ANSWERED, STATUS_UNUSABLE, Ledger
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.plan import RunPlan
-from vqa_distill.teacher.qa_plan import QAItem, UnitState, is_done, read_unit
-from vqa_distill.teacher.questions import QAUnit
+from vqa_distill.teacher.qa.judge import Judgement, parse_judgement
+from vqa_distill.teacher.qa.plan import QAItem, UnitState, is_done, read_unit
+from vqa_distill.teacher.qa.questions import QAUnit
+from vqa_distill.teacher.run.plan import RunPlan
 
 REJECTED_FILE = "rejected.jsonl"
 SHORT_LIST_CLASS = "ShortQuestionList"

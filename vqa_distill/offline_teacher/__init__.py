@@ -3,15 +3,11 @@
 Used by the quickstart (``vqa-distill teacher-server``) and by the tests, which start it as a separate
 process with ``running_teacher_server()`` and talk to it through the real ``openai`` client.
 
-Modules: ``app`` (assembly and serving), ``chat``, ``model_routes`` and ``admin`` (the routes),
-``schema`` (request/response shapes, error bodies), ``state`` (what the routes share), ``middleware``,
-``model_rules`` (parameters each model accepts), ``billing`` (tokens per model), ``families`` (model
-name matching), ``limits`` (RPM/TPM), ``answers`` (answer text), ``images`` (data-URL decoding),
-``faults`` (fault rules), ``stats`` (request records), ``config`` (settings), ``process`` (start/stop
-as a child process), ``main`` (the command line); structured outputs: ``structured`` (an instance of
-any JSON schema), ``questions`` and ``replies`` (questions, answers and judge scores tied to the
-image); the Batch API: ``files_api``, ``batch_api``, ``batch_store``, ``batch_lines``,
-``batch_runner``. Importing this package imports none of them.
+Top: ``app`` (assembly and serving), ``main`` (the command line), ``process`` (start/stop as a child
+process). Packages, each above the ones after it (import-linter checks the order): ``batch/`` (the Batch
+and Files APIs), ``routes/`` (chat completions, models, admin, middleware), ``replies/`` (answers,
+questions, judge scores, structured outputs), ``server/`` (settings, shared state, request records,
+fault rules), ``rules/`` (the API's shapes, parameter rules, image checks, billing and limits). Importing this package imports none of them.
 """
 
 from __future__ import annotations
@@ -20,14 +16,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from vqa_distill.offline_teacher.app import create_app
-    from vqa_distill.offline_teacher.config import ServerConfig
-    from vqa_distill.offline_teacher.faults import FaultRule
     from vqa_distill.offline_teacher.process import TeacherServerHandle, running_teacher_server
+    from vqa_distill.offline_teacher.server.config import ServerConfig
+    from vqa_distill.offline_teacher.server.faults import FaultRule
 
 _EXPORTS = {
     "create_app": "vqa_distill.offline_teacher.app",
-    "ServerConfig": "vqa_distill.offline_teacher.config",
-    "FaultRule": "vqa_distill.offline_teacher.faults",
+    "ServerConfig": "vqa_distill.offline_teacher.server.config",
+    "FaultRule": "vqa_distill.offline_teacher.server.faults",
     "TeacherServerHandle": "vqa_distill.offline_teacher.process",
     "running_teacher_server": "vqa_distill.offline_teacher.process",
 }

@@ -27,26 +27,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.routing import Route
 
-from vqa_distill.offline_teacher.admin import (
-    admin,
-    admin_faults,
-    admin_latency,
-    admin_limits,
-    admin_stats,
-    http_error,
-)
-from vqa_distill.offline_teacher.batch_api import (
-    admin_batches,
-    admin_reset_all,
-    cancel_batch,
-    create_batch,
-    list_batches,
-    retrieve_batch,
-)
-from vqa_distill.offline_teacher.batch_store import BatchStore
-from vqa_distill.offline_teacher.chat import chat_completions
-from vqa_distill.offline_teacher.config import LISTEN_BACKLOG, ServerConfig
-from vqa_distill.offline_teacher.files_api import (
+from vqa_distill.offline_teacher.batch.files import (
     delete_file,
     file_content,
     get_file,
@@ -54,9 +35,28 @@ from vqa_distill.offline_teacher.files_api import (
     list_files,
     upload_file,
 )
-from vqa_distill.offline_teacher.middleware import RequestIdMiddleware
-from vqa_distill.offline_teacher.model_routes import get_model, health, list_models
-from vqa_distill.offline_teacher.state import TeacherState
+from vqa_distill.offline_teacher.batch.routes import (
+    admin_batches,
+    admin_reset_all,
+    cancel_batch,
+    create_batch,
+    list_batches,
+    retrieve_batch,
+)
+from vqa_distill.offline_teacher.batch.store import BatchStore
+from vqa_distill.offline_teacher.routes.admin import (
+    admin,
+    admin_faults,
+    admin_latency,
+    admin_limits,
+    admin_stats,
+    http_error,
+)
+from vqa_distill.offline_teacher.routes.chat import chat_completions
+from vqa_distill.offline_teacher.routes.middleware import RequestIdMiddleware
+from vqa_distill.offline_teacher.routes.models import get_model, health, list_models
+from vqa_distill.offline_teacher.server.config import LISTEN_BACKLOG, ServerConfig
+from vqa_distill.offline_teacher.server.state import TeacherState
 
 DECODE_THREADS = max(2, os.cpu_count() or 1)  # Pillow releases the GIL, so one thread per core pays
 GRACEFUL_SHUTDOWN_S = 2  # uvicorn waits at most this long for in-flight requests on SIGTERM

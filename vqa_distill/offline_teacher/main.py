@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
     from pydantic import SecretStr, ValidationError
 
     from vqa_distill.offline_teacher.app import serve
-    from vqa_distill.offline_teacher.config import ServerConfig
-    from vqa_distill.offline_teacher.faults import load_fault_rules
+    from vqa_distill.offline_teacher.server.config import ServerConfig
+    from vqa_distill.offline_teacher.server.faults import load_fault_rules
 
     overrides: dict[str, Any] = {}
     if args.api_key_env:

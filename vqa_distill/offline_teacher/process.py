@@ -21,7 +21,7 @@ from typing import Any
 
 import httpx
 
-from vqa_distill.offline_teacher.config import LISTEN_BACKLOG, ServerConfig
+from vqa_distill.offline_teacher.server.config import LISTEN_BACKLOG, ServerConfig
 from vqa_distill.paths import LOOPBACK
 from vqa_distill.supervisor import ManagedProcess, is_healthy, start_process, stop_process, wait_until
 

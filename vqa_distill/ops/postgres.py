@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL
 
 from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.supervisor import ManagedProcess, start_process, stop_process, wait_until
-from vqa_distill.teacher.ledger_store import reason, shown
+from vqa_distill.teacher.ledger.store import reason, shown
 
 POSTGRES_ROOT = Path("/usr/lib/postgresql")
 OS_USER = "postgres"

@@ -19,8 +19,8 @@ from typing import Literal
 from vqa_distill.ops.stack_secrets import StackSecrets
 from vqa_distill.ops.stack_state import AUTH_ENV, StackState
 from vqa_distill.paths import DEFAULT_POSTGRES_PORT, DEFAULT_REDIS_PORT, LOOPBACK
-from vqa_distill.teacher.global_gate import REDIS_URL_ENV
-from vqa_distill.teacher.ledger import LEDGER_URL_ENV
+from vqa_distill.teacher.ledger.records import LEDGER_URL_ENV
+from vqa_distill.teacher.ratelimit.global_gate import REDIS_URL_ENV
 
 PREFECT_DATABASE = "prefect"
 LEDGER_DATABASE = "ledger"

@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vqa_distill.errors import DatasetError
 from vqa_distill.student.params import TrainParams
-from vqa_distill.teacher.summary import RunSummary
+from vqa_distill.teacher.run.summary import RunSummary
 
 DEFAULT_TRAIN_DEPLOYMENT = "train/train"
 CHECKPOINTS_DIR = "checkpoints"

@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from vqa_distill.errors import ConfigError
-from vqa_distill.teacher.gate import DEFAULT_MAX_RETRY_AFTER_S
-from vqa_distill.teacher.models import ReasoningEffort
+from vqa_distill.teacher.endpoint.models import ReasoningEffort
+from vqa_distill.teacher.ratelimit.gate import DEFAULT_MAX_RETRY_AFTER_S
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_RPM = 500  # OpenAI gpt-4o-mini, usage tier 1

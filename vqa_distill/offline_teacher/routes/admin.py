@@ -1,0 +1,106 @@
+"""The ``/_admin`` endpoints that tests and benchmarks steer the server with, and JSON routing errors.
+
+```
+GET  /_admin/stats        every chat request received, plus totals (429s from the limits included)
+POST /_admin/reset        clear stats and fault counts; restore the configured rate limits, buckets full
+GET|PUT /_admin/faults    read / replace the fault rules (a JSON list)
+GET|PUT /_admin/latency   read / set {"latency_s": .., "jitter_s": ..}
+GET|PUT /_admin/limits    read / set {"rpm": .., "tpm": ..} (null: unlimited); GET adds what each model has left
+```
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from pydantic import ValidationError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from vqa_distill.offline_teacher.rules.schema import (
+    LatencySettings,
+    LimitSettings,
+    openai_error,
+    unauthorized,
+)
+from vqa_distill.offline_teacher.server.faults import FAULT_RULES
+from vqa_distill.offline_teacher.server.state import TeacherState, get_state
+
+AdminHandler = Callable[[Request, TeacherState], Awaitable[Response]]
+
+
+def admin(handler: AdminHandler) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap an admin handler with the same key check as the API (when a key is configured)."""
+
+    async def endpoint(request: Request) -> Response:
+        state = get_state(request)
+        if not state.authorized(request):
+            return unauthorized()
+        return await handler(request, state)
+
+    endpoint.__doc__ = handler.__doc__
+    return endpoint
+
+
+async def _json_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise HTTPException(400, f"body is not valid JSON: {exc}") from exc
+
+
+async def admin_stats(request: Request, state: TeacherState) -> Response:
+    """Return every chat request received and the totals."""
+    return JSONResponse(state.stats.snapshot())
+
+
+async def admin_reset(request: Request, state: TeacherState) -> Response:
+    """Clear the stats and fault counts, and restore the configured limits."""
+    state.reset()
+    return JSONResponse({"status": "reset"})
+
+
+async def admin_faults(request: Request, state: TeacherState) -> Response:
+    """Return the fault rules, or replace them with the JSON list in the body (PUT)."""
+    if request.method == "PUT":
+        data = await _json_body(request)
+        if isinstance(data, dict) and "faults" in data:
+            data = data["faults"]
+        try:
+            rules = FAULT_RULES.validate_python(data)
+        except ValidationError as exc:
+            return openai_error(400, f"Invalid fault rules: {exc}", param="faults")
+        state.injector.replace(rules)
+    return JSONResponse({"faults": [r.model_dump() for r in state.injector.rules]})
+
+
+async def admin_latency(request: Request, state: TeacherState) -> Response:
+    """Return the latency settings, or replace them (PUT)."""
+    if request.method == "PUT":
+        try:
+            settings = LatencySettings.model_validate(await _json_body(request))
+        except ValidationError as exc:
+            return openai_error(400, f"Invalid latency settings: {exc}", param="latency_s")
+        state.latency_s, state.jitter_s = settings.latency_s, settings.jitter_s
+    return JSONResponse({"latency_s": state.latency_s, "jitter_s": state.jitter_s})
+
+
+async def admin_limits(request: Request, state: TeacherState) -> Response:
+    """Return the rate limits and what each model has left, or replace the limits (PUT; buckets start full)."""
+    if request.method == "PUT":
+        try:
+            settings = LimitSettings.model_validate(await _json_body(request))
+        except ValidationError as exc:
+            return openai_error(400, f"Invalid rate limits: {exc}", param="limits")
+        state.limiter.configure(settings.rpm, settings.tpm)
+    return JSONResponse(state.limiter.snapshot())
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    """Render routing errors (404, 405, bad admin bodies) in OpenAI's error shape."""
+    status = exc.status_code if isinstance(exc, HTTPException) else 500
+    detail = exc.detail if isinstance(exc, HTTPException) else "internal error"
+    return openai_error(status, f"{request.method} {request.url.path}: {detail}")

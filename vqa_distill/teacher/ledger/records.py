@@ -1,0 +1,244 @@
+"""The answer ledger: every teacher outcome, keyed by request content, in one store per run folder.
+
+The store is the run folder's SQLite file (``ledger.sqlite``), or, when ``VQA_DISTILL_LEDGER_URL``
+names a PostgreSQL database, that folder's schema in it (SQLite's WAL does not work across machines on
+a network file system). Both go through one code path (``ledger_store``, ``ledger_tables``). Each
+outcome is committed on its own (a SIGKILL loses at most the request in flight), readers never wait
+for the writer, and the primary key on the content key is the "never pay twice" guarantee. An answer,
+once stored, is never replaced by a later failure.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, select, true
+
+from vqa_distill.atomic import atomic_write_lines
+from vqa_distill.errors import LedgerUnavailable
+from vqa_distill.teacher.ledger.store import LedgerStore, schema_exists, sqlite_url
+from vqa_distill.teacher.ledger.tables import (
+    ADDED_COLUMNS,
+    DONE_STATUSES,
+    FILE_HASHES,
+    RECORDS,
+    STATUS_ANSWERED,
+    STATUS_FAILED,
+    STATUS_SUBMITTED,
+    STATUS_UNUSABLE,
+    utc_now,
+)
+
+__all__ = [
+    "ADDED_COLUMNS",
+    "DONE_STATUSES",
+    "FAILED_FILE",
+    "KIND_ANSWER",
+    "KIND_JUDGE",
+    "KIND_QUESTIONS",
+    "LEDGER_FILE",
+    "LEDGER_URL_ENV",
+    "RESPONSES_FILE",
+    "STATUS_ANSWERED",
+    "STATUS_FAILED",
+    "STATUS_SUBMITTED",
+    "STATUS_UNUSABLE",
+    "Ledger",
+    "TeacherRecord",
+    "ledger_exists",
+    "ledger_url",
+    "utc_now",
+]
+
+LEDGER_FILE = "ledger.sqlite"
+RESPONSES_FILE = "responses.jsonl"
+FAILED_FILE = "failed.jsonl"
+RECORD_PATIENCE_S = 120.0  # how long record() waits for a database that went away (a restart takes seconds)
+RECORD_FIRST_DELAY_S = 0.2
+RECORD_MAX_DELAY_S = 5.0
+LEDGER_URL_ENV = "VQA_DISTILL_LEDGER_URL"  # a PostgreSQL URL: the shared ledger; unset: the run folder's file
+
+KIND_ANSWER = "answer"  # an answer to a prompt or to a generated question: a dataset row
+KIND_QUESTIONS = "questions"  # a list of questions generated for one image x prompt (JSON in ``answer``)
+KIND_JUDGE = "judge"  # a judge's score of one (image, question, answer) (JSON in ``answer``)
+
+
+def ledger_url(out_dir: str | Path, url: str | None = None) -> str:
+    """Return the database URL of a run folder's ledger: ``url``, else $VQA_DISTILL_LEDGER_URL, else its file."""
+    chosen = url if url is not None else os.environ.get(LEDGER_URL_ENV) or None
+    return chosen or sqlite_url(Path(out_dir) / LEDGER_FILE)
+
+
+def ledger_exists(out_dir: str | Path, url: str | None = None) -> bool:
+    """Tell whether a run folder has a ledger: its SQLite file, or its schema in the PostgreSQL database."""
+    chosen = ledger_url(out_dir, url)
+    if chosen.startswith("sqlite"):
+        return (Path(out_dir) / LEDGER_FILE).is_file()
+    return schema_exists(chosen, Path(out_dir))
+
+
+@dataclass(slots=True)
+class TeacherRecord:
+    """One outcome of one request: an answer or an error, with its cost and timing."""
+
+    key: str
+    status: str
+    image_path: str
+    rel_path: str
+    sha256: str
+    prompt: str
+    system: str | None
+    model: str
+    params: dict[str, Any]
+    answer: str | None = None
+    finish_reason: str | None = None
+    error_class: str | None = None
+    error_message: str | None = None
+    status_code: int | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    latency_s: float | None = None
+    attempts: int = 1
+    flow_run_id: str | None = None
+    created_at: str = field(default_factory=utc_now)
+    updated_at: str = field(default_factory=utc_now)
+    batch_id: str | None = None  # the Batch API batch that carries (submitted) or answered the request
+    kind: str = KIND_ANSWER  # KIND_ANSWER, KIND_QUESTIONS (a question set) or KIND_JUDGE (a judge's score)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the record as a JSON-ready dict (the export format of responses/failed files)."""
+        return asdict(self)
+
+
+class Ledger:
+    """One run folder's ledger; safe to share between threads (each call takes a pooled connection).
+
+    ``url`` (else ``$VQA_DISTILL_LEDGER_URL``) names a PostgreSQL database; with neither, the ledger is
+    ``<out_dir>/ledger.sqlite``. ``path`` is that file's path either way.
+    """
+
+    def __init__(self, out_dir: str | Path, url: str | None = None):
+        self.out_dir = Path(out_dir)
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        self.path = self.out_dir / LEDGER_FILE
+        self.store = LedgerStore(ledger_url(self.out_dir, url), self.out_dir)
+        self._upsert = self.store.statements["record"]
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.out_dir)!r}, at {self.store.where})"
+
+    def close(self) -> None:
+        """Give the connections back (a SQLite file is closed with its last ledger; WAL checkpointed)."""
+        self.store.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # --- writing -------------------------------------------------------------------------------
+    def record(self, record: TeacherRecord) -> bool:
+        """Store an outcome in its own transaction; return False when a done record already held the key.
+
+        An answer is paid for by the time it is recorded: if the database is away (a PostgreSQL
+        restart), waiting for it is cheaper than failing the task, whose retry would ask and pay
+        again. The upsert is idempotent, so it is tried again for up to ``RECORD_PATIENCE_S``.
+        """
+        values = record.to_json()
+        values["params"] = json.dumps(values["params"], sort_keys=True)
+        values["updated_at"] = utc_now()
+        deadline = time.monotonic() + RECORD_PATIENCE_S
+        delay = RECORD_FIRST_DELAY_S
+        while True:
+            try:
+                with self.store.write_one() as connection:  # one statement: atomic on its own
+                    return connection.execute(self._upsert, values).rowcount > 0
+            except LedgerUnavailable as error:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logging.getLogger(__name__).warning("%s; recording %s again in %.1f s", error, record.rel_path, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, RECORD_MAX_DELAY_S)
+
+    def remember_hashes(self, entries: Iterable[tuple[str, int, int, str]]) -> None:
+        """Cache (path, size, mtime_ns, sha256) of files, in one transaction, so reruns skip re-reading them."""
+        rows = [{"path": p, "size": size, "mtime_ns": mtime, "sha256": sha} for p, size, mtime, sha in entries]
+        if rows:
+            with self.store.write() as connection:
+                connection.execute(self.store.statements["file_hash"], rows)
+
+    # --- reading -------------------------------------------------------------------------------
+    def known_hash(self, path: Path, stat: os.stat_result) -> str | None:
+        """Return the cached sha256 of an unchanged file, else None."""
+        c = FILE_HASHES.c
+        query = select(c.sha256).where(c.path == str(path), c.size == stat.st_size, c.mtime_ns == stat.st_mtime_ns)
+        with self.store.read() as connection:
+            return connection.execute(query).scalar()
+
+    def keys_with_status(self, *statuses: str) -> set[str]:
+        """Return the keys whose records have one of ``statuses`` (no record is decoded)."""
+        query = select(RECORDS.c.key).where(RECORDS.c.status.in_(statuses))
+        with self.store.read() as connection:
+            result = connection.execute(query)
+            # the driver's rows as they are (TEXT needs no conversion): 3x faster than Row objects on 100,000 keys
+            keys = {row[0] for row in result.cursor.fetchall()}
+            result.close()
+            return keys
+
+    def in_flight_keys(self) -> set[str]:
+        """Return the keys carried by a batch not collected yet: they are asked by nobody meanwhile."""
+        return self.keys_with_status(STATUS_SUBMITTED)
+
+    def done_keys(self) -> set[str]:
+        """Return the keys that were answered (usable or not): these are never asked again."""
+        return self.keys_with_status(*DONE_STATUSES)
+
+    def records(self, *statuses: str) -> Iterator[TeacherRecord]:
+        """Yield stored records (all, or those with the given statuses) in insertion order."""
+        return self._records_where(RECORDS.c.status.in_(statuses) if statuses else true())
+
+    def get(self, key: str) -> TeacherRecord | None:
+        """Return the record of one key, if any."""
+        found = list(self._records_where(RECORDS.c.key == key))  # read to the end: the connection goes back
+        return found[0] if found else None
+
+    def in_batch(self, batch_id: str) -> list[TeacherRecord]:
+        """Return the records a Batch API batch carries (submitted) or answered."""
+        return list(self._records_where(RECORDS.c.batch_id == batch_id))
+
+    def failed_in_run(self, flow_run_id: str) -> list[TeacherRecord]:
+        """Return the records still failed whose last attempt belonged to the given flow run."""
+        c = RECORDS.c
+        return list(self._records_where(and_(c.status == STATUS_FAILED, c.flow_run_id == flow_run_id)))
+
+    def export(self) -> tuple[int, int]:
+        """Write responses.jsonl (every answer) and failed.jsonl (every failure) atomically; return counts."""
+        responses = atomic_write_lines(
+            self.out_dir / RESPONSES_FILE,
+            (json.dumps(r.to_json(), ensure_ascii=False) for r in self.records(*DONE_STATUSES)),
+        )
+        failed = atomic_write_lines(
+            self.out_dir / FAILED_FILE,
+            (json.dumps(r.to_json(), ensure_ascii=False) for r in self.records(STATUS_FAILED)),
+        )
+        return responses, failed
+
+    def _records_where(self, where: ColumnElement[bool]) -> Iterator[TeacherRecord]:
+        """Yield the records matching ``where``, oldest first, fetched in chunks (a ledger may hold 100,000)."""
+        query = select(*RECORDS.columns).where(where).order_by(self.store.order)
+        with self.store.read() as connection:
+            for row in connection.execution_options(yield_per=_CHUNK).execute(query).mappings():
+                values = dict(row)
+                values["params"] = json.loads(values["params"])
+                yield TeacherRecord(**values)
+
+
+_CHUNK = 1000

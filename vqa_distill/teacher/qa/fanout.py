@@ -1,0 +1,102 @@
+"""Questions mode, fanned out: per image x prompt, ask for its questions, then answer (and judge) each one.
+
+One coroutine per unit awaits its question-set task run, then gathers one answer task run per question,
+each followed by its judgement: an image's answers start as soon as its questions are in, with no
+barrier between the stages. Every task run of every stage waits for the same semaphore, so
+``concurrency`` bounds the whole run. Like ``fanout``, this module knows nothing of Prefect: the flow
+passes the tasks as ``Stages``, tests pass plain coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from vqa_distill import progress
+from vqa_distill.teacher.answers.fanout import FanOutOutcome, failure_of, file_answer
+from vqa_distill.teacher.endpoint.request import TeacherRequest
+from vqa_distill.teacher.ledger.records import KIND_ANSWER, KIND_JUDGE, KIND_QUESTIONS, Ledger, TeacherRecord
+from vqa_distill.teacher.params import TeacherParams
+from vqa_distill.teacher.qa.plan import QAItem, QAPlan, UnitState, is_done, read_items, read_judgement
+from vqa_distill.teacher.qa.questions import QAUnit
+
+AskQuestions = Callable[[TeacherRequest], Awaitable[dict[str, Any]]]
+AskLabelled = Callable[[TeacherRequest, str], Awaitable[dict[str, Any]]]  # (request, "<rel path> #k")
+
+
+@dataclass(frozen=True)
+class Stages:
+    """The calls of questions mode: write the questions, answer one, judge one (None: no judge)."""
+
+    ask_questions: AskQuestions
+    ask: AskLabelled
+    judge: AskLabelled | None = None
+
+
+async def ask_in_stages(
+    plan: QAPlan,
+    stages: Stages,
+    params: TeacherParams,
+    *,
+    concurrency: int,
+    flow_run_id: str | None,
+    ledger: Ledger,
+) -> FanOutOutcome:
+    """Run every unit with work left, at most ``concurrency`` task runs in flight; report units as they finish."""
+    in_flight = asyncio.Semaphore(concurrency)
+    outcome = FanOutOutcome()
+    known = {request.key for request in plan.requests}
+    total = len(plan.jobs)
+    finished = 0
+
+    def met(request: TeacherRequest) -> bool:
+        """Count a request first met during the run; return whether it was unknown."""
+        if request.key in known:
+            return False
+        known.add(request.key)
+        outcome.discovered += 1
+        return True
+
+    async def run(request: TeacherRequest, kind: str, start: Callable[[], Awaitable[dict[str, Any]]]) -> TeacherRecord | None:
+        met(request)
+        async with in_flight:
+            try:
+                answered = await start()
+            except Exception as exc:  # the task recorded why in the ledger; the UI shows it too
+                outcome.failures.append(failure_of(request, ledger, exc, flow_run_id, kind))
+                return None
+        record = TeacherRecord(**answered)
+        file_answer(record, request, flow_run_id, outcome, ledger)
+        return record
+
+    async def answer_then_judge(unit: QAUnit, item: QAItem) -> None:
+        if is_done(item.answer):
+            outcome.cached += met(item.request)  # answered already, e.g. the same question under another prompt
+        else:
+            item.answer = await run(item.request, KIND_ANSWER, lambda: stages.ask(item.request, item.label))
+        if stages.judge is None:
+            return
+        read_judgement(item, unit, params, ledger)
+        judge, request = stages.judge, item.judge_request
+        if request is None:
+            return
+        if is_done(item.judgement):
+            outcome.cached += met(request)
+            return
+        item.judgement = await run(request, KIND_JUDGE, lambda: judge(request, item.label))
+
+    async def one_unit(state: UnitState) -> None:
+        nonlocal finished
+        if not is_done(state.questions):
+            request = state.question_request
+            state.questions = await run(request, KIND_QUESTIONS, lambda: stages.ask_questions(request))
+            state.items = read_items(state.unit, state.questions, params, ledger) if state.questions else []
+        await asyncio.gather(*(answer_then_judge(state.unit, item) for item in state.items if item.repeats is None))
+        finished += 1
+        progress.report(finished, total)
+
+    progress.report(0, total)
+    await asyncio.gather(*(one_unit(state) for state in plan.jobs))
+    return outcome
