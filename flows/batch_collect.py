@@ -17,12 +17,13 @@ from pydantic import BaseModel
 from flows.handoff import train_student
 from tasks.report import publish_batch_table, publish_run_artifacts
 from vqa_distill.dataset.versions import publish_version
-from vqa_distill.errors import ConfigError, FatalRunError
+from vqa_distill.errors import ConfigError
+from vqa_distill.flow_state import fatal_errors_fail_the_run
 from vqa_distill.student.handoff import DEFAULT_HAND_OFF, HandOff, StudentOptions, TrainOutcome
 from vqa_distill.teacher.batch.clients import BatchClients
 from vqa_distill.teacher.batch.collect import collect_run, has_batches
 from vqa_distill.teacher.batch.listing import discover_run_folders, stored_rows
-from vqa_distill.teacher.run.summary import RunSummary, write_summary
+from vqa_distill.teacher.run.summary import RunSummary
 
 
 class CollectedRun(BaseModel):
@@ -37,9 +38,7 @@ async def publish_collected(
     out: str, summary: RunSummary, publish_versions: bool, train_when_changed: bool,
     student: StudentOptions | None, hand_off: HandOff,
 ) -> CollectedRun:
-    """Write a collected run's summary and artifacts, publish its version, and train on it when asked."""
-    write_summary(out, summary)
-    await publish_run_artifacts(summary)
+    """Publish a collected run's dataset as a version, and train on it when asked."""
     version = publish_version(Path(out), date.today()) if publish_versions else None
     run = CollectedRun(summary=summary, version=version.name if version else None)
     if version and train_when_changed and student is not None and (not summary.failed or hand_off.despite_failed_images):
@@ -49,6 +48,7 @@ async def publish_collected(
 
 
 @flow(name="collect-batches", validate_parameters=True)
+@fatal_errors_fail_the_run
 async def collect_batches(
     outs: list[str] | None = None,
     base_url: str | None = None,
@@ -69,23 +69,17 @@ async def collect_batches(
         student: Training options, needed only with train_when_changed.
         hand_off: Where training runs: on the GPU pool (default) or in this flow run.
     """
-    logger = get_run_logger()
     if train_when_changed and (student is None or not publish_versions):
         raise ConfigError("train_when_changed needs the student options and publish_versions")
-    clients, runs = BatchClients(), []
-    try:
+    runs = []
+    async with BatchClients() as clients:
         folders = outs or await discover_run_folders(await clients.get(base_url, api_key_block))
         for out in [folder for folder in folders if has_batches(folder)]:
-            summary = await collect_run(out, clients.get, flow_run_id=flow_run.id)
+            summary = await collect_run(out, clients.get, flow_run_id=flow_run.id, publish=publish_run_artifacts)
             if summary is not None:
                 runs.append(await publish_collected(out, summary, publish_versions, train_when_changed, student, hand_off))
-    except FatalRunError as exc:
-        logger.error("%s", exc)
-        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
-    finally:
-        await clients.aclose()
     await publish_batch_table([row for out in folders for row in stored_rows(out)])
-    logger.info("collected %d run folder(s) of %d", len(runs), len(folders))
+    get_run_logger().info("collected %d run folder(s) of %d", len(runs), len(folders))
     failed = sum(run.summary.failed for run in runs)
     if failed:
         message = f"{failed} batch request(s) failed or were not run (see failed.jsonl)"

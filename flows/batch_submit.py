@@ -11,41 +11,33 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from tasks.report import publish_batch_table, publish_run_artifacts
-from vqa_distill.dataset.qa_build import build_run_dataset
-from vqa_distill.errors import FatalRunError
+from vqa_distill.flow_state import fatal_errors_fail_the_run
 from vqa_distill.teacher.batch.clients import BatchClients
 from vqa_distill.teacher.batch.listing import stored_rows
 from vqa_distill.teacher.batch.submit import submit_run, submit_summary
 from vqa_distill.teacher.endpoint.check import check_endpoint
 from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.run.summary import RunSummary, write_summary
+from vqa_distill.teacher.run.finish import finish_run
+from vqa_distill.teacher.run.summary import RunSummary
 
 
+@fatal_errors_fail_the_run
 async def submit_in_run(params: TeacherParams, only_keys: list[str] | None) -> RunSummary:
     """Submit as batches in this flow run; publish the summary, failed images and batch listing."""
-    logger = get_run_logger()
-    clients = BatchClients(params.timeout)
-    try:
+    async with BatchClients(params.timeout) as clients:
         client = await clients.get(params.base_url, params.api_key_block)
         if params.preflight:
             await check_endpoint(client, params.model)
         with Ledger(params.out) as ledger:
             keys = set(only_keys) if only_keys is not None else None
             outcome = await submit_run(params, ledger, client, flow_run_id=flow_run.id, only_keys=keys)
-            ledger.export()
-            dataset = build_run_dataset(ledger, outcome.plan, params)
-    except FatalRunError as exc:
-        logger.error("%s", exc)
-        return Failed(message=str(exc), data=exc)  # type: ignore[return-value]
-    finally:
-        await clients.aclose()
-    summary = submit_summary(outcome, params, dataset, flow_run.id)
-    write_summary(params.out, summary)
-    await publish_run_artifacts(summary)
+            summarize_with = lambda dataset: submit_summary(outcome, params, dataset, flow_run.id)  # noqa: E731
+            summary = await finish_run(ledger, params.out, summarize_with, publish_run_artifacts,
+                                       plan=outcome.plan, params=params)  # fmt: skip
     await publish_batch_table(stored_rows(params.out))
     batch_ids = [row.batch_id for row in outcome.batches if row.batch_id]
-    logger.info("submitted %d line(s) in batch(es) %s", outcome.lines, ", ".join(batch_ids) or "none")
+    get_run_logger().info("submitted %d line(s) in batch(es) %s", outcome.lines, ", ".join(batch_ids) or "none")
     if summary.failed:
         message = f"{summary.failed} request(s) could not be submitted (see failed.jsonl)"
         return Failed(message=message, data=summary)  # type: ignore[return-value]

@@ -13,8 +13,9 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
 
-from flows.generate import ask_planned, said_once
-from vqa_distill.errors import FatalRunError
+from flows.generate import ask_planned
+from vqa_distill.errors import ConfigError
+from vqa_distill.flow_state import fatal_errors_fail_the_run
 from vqa_distill.teacher.answers.fanout import FanOutOutcome
 from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
@@ -23,6 +24,7 @@ from vqa_distill.teacher.shards.split import ShardSummary, shard_plan
 
 
 @flow(name="teacher-shard", log_prints=False, validate_parameters=True)
+@fatal_errors_fail_the_run
 async def teacher_shard(params: TeacherParams, shard_index: int = 0, only_keys: list[str] | None = None) -> ShardSummary:
     """Ask the teacher about this shard's images not answered yet (the parent builds the dataset).
 
@@ -31,31 +33,19 @@ async def teacher_shard(params: TeacherParams, shard_index: int = 0, only_keys: 
         shard_index: Which part (0-based) this run asks: images whose sha256 falls in it.
         only_keys: Re-ask only these request keys (set by retry-failed); empty: every unanswered request.
     """
-    logger = get_run_logger()
     if not 0 <= shard_index < params.shards:
-        message = f"shard_index {shard_index} is outside 0..{params.shards - 1}"
-        logger.error("%s", message)
-        return Failed(message=message)  # type: ignore[return-value]
-    try:
-        ledger = Ledger(params.out)
-    except FatalRunError as exc:
-        return said_once(exc)
-    with ledger:
-        try:
-            plan = shard_plan(plan_run(params, ledger, set(only_keys) if only_keys is not None else None),
-                              params.shards, shard_index)  # fmt: skip
-            logger.info("shard %d of %d: %d request(s) to ask", shard_index + 1, params.shards, plan.pending)
-            outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
-        except FatalRunError as exc:
-            return said_once(exc)
+        raise ConfigError(f"shard_index {shard_index} is outside 0..{params.shards - 1}")
+    with Ledger(params.out) as ledger:
+        whole = plan_run(params, ledger, set(only_keys) if only_keys is not None else None)
+        plan = shard_plan(whole, params.shards, shard_index)
+        get_run_logger().info("shard %d of %d: %d request(s) to ask", shard_index + 1, params.shards, plan.pending)
+        outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
     summary = ShardSummary(
         shard_index=shard_index, shards=params.shards, flow_run_id=flow_run.id, answered_now=len(outcome.fresh),
         cached=outcome.cached, failed=len(outcome.failures), discovered=outcome.discovered,
     )  # fmt: skip
-    logger.info("shard %d of %d: answered now %d, cached %d, failed %d", shard_index + 1, params.shards,
-                summary.answered_now, summary.cached, summary.failed)  # fmt: skip
+    get_run_logger().info("shard %d of %d: %s", shard_index + 1, params.shards, summary.describe())
     if summary.failed:
-        return Failed(  # type: ignore[return-value]
-            message=f"{summary.failed} of {outcome.asked} requests of shard {shard_index + 1} failed", data=summary
-        )
+        message = f"{summary.failed} of {outcome.asked} requests of shard {shard_index + 1} failed"
+        return Failed(message=message, data=summary)  # type: ignore[return-value]
     return summary

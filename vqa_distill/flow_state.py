@@ -8,9 +8,21 @@ exception, and decide themselves what a failure means.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import functools
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
+
+from prefect.exceptions import MissingContextError
+from prefect.logging import get_run_logger
+from prefect.states import Failed
+
+from vqa_distill.errors import FatalRunError
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -36,3 +48,36 @@ async def finished(state_call: Awaitable[Any]) -> FinishedRun:
 def run_flow(state_call: Awaitable[Any]) -> FinishedRun:
     """Run an async flow called with ``return_state=True`` to the end, from synchronous code (the CLI)."""
     return asyncio.run(finished(state_call))
+
+
+def said_once(exc: FatalRunError) -> Any:
+    """Return a Failed state carrying ``exc``, after one log line with its reason.
+
+    A wrong key, endpoint or database is the user's to fix, not a bug: a traceback would bury the
+    one line that says what to do.
+    """
+    try:
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = get_run_logger()
+    except MissingContextError:  # called outside a run (a plain function call in a test)
+        logger = logging.getLogger("vqa_distill")
+    logger.error("%s", exc)
+    return Failed(message=str(exc), data=exc)
+
+
+def fatal_errors_fail_the_run(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Wrap an async flow function so a ``FatalRunError`` ends its run Failed in one line (``said_once``).
+
+    Put it under ``@flow``: Prefect reads the wrapped function's signature and docstring, so the
+    parameters form is unchanged. The signature is given with its annotations evaluated: Prefect
+    resolves string annotations in the wrapper's module, which does not import the flow's types.
+    """
+
+    @functools.wraps(fn)
+    async def run(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except FatalRunError as exc:
+            return said_once(exc)
+
+    run.__signature__ = inspect.signature(fn, eval_str=True)  # type: ignore[attr-defined]
+    return run

@@ -20,19 +20,21 @@ from vqa_distill.teacher.prefect_runs.shard_runs import (
     shard_idempotency_key,
 )
 from vqa_distill.teacher.run.plan import RunPlan, plan_run
-from vqa_distill.teacher.shards.split import (
+from vqa_distill.teacher.shards.polling import (
     ApiPatience,
     Next,
     ShardRun,
-    gather_outcome,
     is_transient_api_error,
-    keys_of_shard,
     next_step,
+    unfinished_message,
+)
+from vqa_distill.teacher.shards.split import (
+    gather_outcome,
+    keys_of_shard,
     pending_by_shard,
     shard_of,
     shard_plan,
     shard_run_name,
-    unfinished_message,
 )
 
 PROMPTS = ["Describe the defects.", "Name the colours."]

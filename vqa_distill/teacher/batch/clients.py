@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import TracebackType
+
 from openai import AsyncOpenAI
 
 from vqa_distill.teacher.endpoint.client import open_client
@@ -27,3 +29,11 @@ class BatchClients:
         for client in self._clients.values():
             await client.close()
         self._clients.clear()
+
+    async def __aenter__(self) -> BatchClients:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()

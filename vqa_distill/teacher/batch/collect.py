@@ -16,8 +16,7 @@ from pathlib import Path
 
 from openai import AsyncOpenAI
 
-from vqa_distill.dataset.build import build_dataset
-from vqa_distill.dataset.qa_build import build_run_dataset
+from vqa_distill.dataset.build import DatasetReport
 from vqa_distill.errors import ConfigError
 from vqa_distill.teacher.batch.book import (
     FINAL_STATUSES,
@@ -50,6 +49,7 @@ from vqa_distill.teacher.ledger.records import (
 )
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.run.batch_summary import BatchSummary, batch_costs
+from vqa_distill.teacher.run.finish import Publish, finish_run
 from vqa_distill.teacher.run.plan import RunPlan, plan_run
 from vqa_distill.teacher.run.summary import RunSummary, summarize
 from vqa_distill.teacher.run_log import run_logger
@@ -79,9 +79,10 @@ def has_batches(out: str | Path) -> bool:
 
 
 async def collect_run(
-    out: str | Path, client_for: ClientFor, *, flow_run_id: str | None
+    out: str | Path, client_for: ClientFor, *, flow_run_id: str | None, publish: Publish
 ) -> RunSummary | None:
-    """Collect the folder's finished batches and rebuild its dataset; None when no batch finished now."""
+    """Collect the folder's finished batches, then end it as every run ends (``finish_run``); None when
+    no batch finished now."""
     with Ledger(out) as ledger, BatchBook(ledger) as book:
         async with run_folder_lock(out, url=ledger.store.url):
             recovery = Recovery()
@@ -99,18 +100,25 @@ async def collect_run(
                 )
         if not outcome.collected and not recovery.adopted and not recovery.released:
             return None
-        ledger.export()
-        if params is not None and plan is not None:
-            dataset = build_run_dataset(ledger, plan, params)
-        else:
-            dataset = build_dataset(ledger, out, val_ratio=params.val_ratio if params else 0.0)
+        if outcome.duplicates:
+            run_logger().warning(
+                "%d line(s) were answered both online (or by another batch) and in a batch: recorded once",
+                outcome.duplicates,
+            )
         in_flight = len(ledger.in_flight_keys())
-    if outcome.duplicates:
-        run_logger().warning(
-            "%d line(s) were answered both online (or by another batch) and in a batch: recorded once",
-            outcome.duplicates,
-        )
-    model = params.model if params else (outcome.fresh[0].model if outcome.fresh else "unknown")
+        model = params.model if params else (outcome.fresh[0].model if outcome.fresh else "unknown")
+
+        def summarize_with(dataset: DatasetReport) -> RunSummary:
+            return collect_summary(out, plan, model, dataset, outcome, recovery, in_flight, flow_run_id)
+
+        return await finish_run(ledger, out, summarize_with, publish, plan=plan, params=params)
+
+
+def collect_summary(
+    out: str | Path, plan: RunPlan | None, model: str, dataset: DatasetReport, outcome: CollectOutcome,
+    recovery: Recovery, in_flight: int, flow_run_id: str | None,
+) -> RunSummary:  # fmt: skip
+    """Summarize a collect: the answers and failures it recorded, at the batch price, and what is in flight."""
     summary = summarize(
         plan or _empty_plan(),
         out=str(Path(out).resolve()),

@@ -2,7 +2,7 @@
 
 A parent may have many shard runs: a crashed shard is started again, and the UI's Retry of the
 parent starts a new round. Each shard run carries an idempotency key that the parent sets to
-``<parent id>:<parent run count>:<shard index>:<try>`` (``flows/sharded.py``), so the runs of the
+``<parent id>:<parent run count>:<shard index>:<try>`` (``start_shard_run``), so the runs of the
 parent's latest attempt, and the latest try of each shard, are picked without comparing clocks.
 """
 
@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from prefect.client.schemas.objects import FlowRun
 
 SHARD_FLOW = "teacher-shard"
+SHARD_DEPLOYMENT = "teacher-shard/teacher-shard"
 PAGE_SIZE = 200
 
 
@@ -84,3 +85,33 @@ async def current_shard_runs(client: PrefectClient, parent_id: UUID) -> list[Flo
     runs = {str(run.id): run for run in await shard_runs_of(client, parent_id)}
     keys = {run_id: key for run_id, run in runs.items() if (key := parse_shard_key(run.idempotency_key, str(parent_id)))}
     return [runs[run_id] for run_id in latest_tries(keys)]
+
+
+async def start_shard_run(parameters: dict[str, object], name: str, idempotency_key: str) -> str:
+    """Start one teacher-shard run as a linked subflow run of the calling flow run; return its id.
+
+    A server restart may lose the answer to a create: the same idempotency key then returns the same
+    run, not a twin.
+    """
+    from prefect.deployments import arun_deployment
+    from prefect.exceptions import ObjectNotFound
+
+    from vqa_distill.errors import FatalRunError
+
+    try:
+        started = await arun_deployment(
+            SHARD_DEPLOYMENT, parameters=parameters, timeout=0, as_subflow=True, flow_run_name=name,
+            idempotency_key=idempotency_key,
+        )  # fmt: skip
+    except ObjectNotFound as exc:
+        raise FatalRunError(
+            f"shards > 1 needs the '{SHARD_DEPLOYMENT}' deployment and a cpu-pool worker: run `vqa-distill deploy` "
+            "(or `vqa-distill stack up`), or set shards to 1"
+        ) from exc
+    return str(started.id)
+
+
+async def read_run_state(client: PrefectClient, flow_run_id: str) -> tuple[str | None, str | None]:
+    """Return a flow run's state type (``COMPLETED``...) and message; (None, None) before it has one."""
+    read = await client.read_flow_run(UUID(flow_run_id))
+    return (read.state.type.value, read.state.message) if read.state else (None, None)

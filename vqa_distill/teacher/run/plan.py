@@ -38,6 +38,13 @@ class RunPlan:
         """What is left to ask: requests, or in questions mode image x prompt units with work left."""
         return len(self.to_ask) + (len(self.staged.jobs) if self.staged else 0)
 
+    def describe(self) -> str:
+        """Say in one log line what the run has to do."""
+        return (
+            f"{len(self.images)} images, {len(self.requests)} requests: "
+            f"{self.already_answered} already answered, {self.pending} to ask"
+        )
+
 
 def plan_run(params: TeacherParams, ledger: Ledger, only_keys: set[str] | None = None) -> RunPlan:
     """Discover images, build one request per unique image x prompt, and drop those already answered.
