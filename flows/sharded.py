@@ -39,7 +39,8 @@ def shard_polling(
     async def read(run_id: str) -> tuple[str | None, str | None]:
         return await read_run_state(client, run_id)
 
-    return ShardPolling(start=start, read_state=read, max_attempts=params.shard_attempts)
+    return ShardPolling(start=start, read_state=read, max_attempts=params.shard_attempts,
+                        deadline_s=params.shard_deadline_h * 3600)  # fmt: skip
 
 
 async def ask_in_shards(

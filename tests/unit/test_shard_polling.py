@@ -7,7 +7,14 @@ import pytest
 
 from tests.support.fake_clock import FakeClock
 from vqa_distill.errors import FatalRunError
-from vqa_distill.teacher.shards.polling import ApiPatience, Next, ShardPolling, ShardRun, wait_for_shards
+from vqa_distill.teacher.shards.polling import (
+    ApiPatience,
+    Next,
+    ShardPolling,
+    ShardRun,
+    unfinished_message,
+    wait_for_shards,
+)
 
 
 class FakeApi:
@@ -91,3 +98,19 @@ async def test_an_error_that_is_not_the_api_being_away_is_raised_at_once() -> No
     with pytest.raises(ValueError, match="a bug"):
         await waiting.start_next(ShardRun(0), "starting shards")
     assert clock.sleeps == []
+
+
+async def test_a_shard_never_final_is_given_up_at_the_deadline_and_named() -> None:
+    clock = FakeClock()
+    api = FakeApi({0: [["RUNNING", "COMPLETED"]], 1: [["RUNNING"]]})  # shard 2's worker died unnoticed
+    waiting = polling(api, clock)
+    waiting.deadline_s = 3600.0
+    runs = [ShardRun(0), ShardRun(1)]
+    for run in runs:
+        await waiting.start_next(run, "starting shards")
+    await wait_for_shards(runs, waiting)
+    assert runs[0].outcome is Next.DONE
+    assert runs[1].outcome is Next.GIVE_UP and runs[1].state == "RUNNING"
+    assert runs[1].message == "not final after 1 h (shard_deadline_h): no longer awaited"
+    assert 3600.0 <= clock.t - 1000.0 < 3600.0 + 2 * waiting.poll_s
+    assert unfinished_message(runs) == "shard 2 running: not final after 1 h (shard_deadline_h): no longer awaited"

@@ -91,6 +91,8 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         "`vqa-distill deploy` and workers); this run waits and builds the dataset once (default 1: ask here)")
     add("--shard-attempts", "--shard_attempts", dest="shard_attempts", type=int,
         help="runs of one shard at most when its worker crashes (default 3)")
+    add("--shard-deadline-h", "--shard_deadline_h", dest="shard_deadline_h", type=float,
+        help="hours the parent waits for its shards at most; a shard not final by then fails the run (default 24)")
     add("--ledger-url", dest="ledger_url",
         help="database URL of a shared ledger (postgresql+psycopg://...); sets VQA_DISTILL_LEDGER_URL for this "
         "command only and is never stored (it holds a password); workers need the same variable")

@@ -41,6 +41,7 @@ ROOT_ENV = "VQA_DISTILL_ROOT"  # prefect.yaml's pull step changes into it on the
 DEPLOY_TIMEOUT_S = 300.0
 OUTPUT_TAIL_CHARS = 4000
 ZOMBIE_AUTOMATION = "vqa-distill: crash silent flow runs"
+DEFAULT_HEARTBEAT_S = 30  # Prefect's minimum, and what `stack up` gives every worker
 ZOMBIE_MISSED_BEATS = 3  # one late heartbeat (a busy machine, a server restart) is not a dead machine
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 # Any of these after a heartbeat shows the run alive or finished (Prefect's recipe).
@@ -85,14 +86,21 @@ def zombie_automation(heartbeat_s: float) -> AutomationCore:
 
 
 async def apply_zombie_automation(client: PrefectClient, heartbeat_s: float | None) -> str:
-    """Create or update the zombie automation by name (one of it, whatever ran before); returns what was done."""
+    """Create or update the zombie automation by name (one of it, whatever ran before); returns what was done.
+
+    Workers send heartbeats, not the shell that deploys: a deploy from a shell without
+    ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` keeps the automation as it is (or creates it for the
+    default period), because deleting it would leave a dead worker's shard Running for good. A run
+    that never sends a heartbeat is never marked: the trigger starts at its first heartbeat.
+    """
     existing = await client.read_automations_by_name(ZOMBIE_AUTOMATION)
     for extra in existing[1:]:  # two deploys racing may have created twins: keep one
         await client.delete_automation(extra.id)
-    if heartbeat_s is None:  # heartbeats off: every run would look silent
-        if existing:
-            await client.delete_automation(existing[0].id)
-        return "zombie automation: off (PREFECT_FLOWS_HEARTBEAT_FREQUENCY unset)"
+    if heartbeat_s is None and existing:
+        within = getattr(existing[0].trigger, "within", None)
+        kept = f" ({within.total_seconds():.0f} s)" if within else ""
+        return f"zombie automation: kept as it is{kept}; this shell sets no PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+    heartbeat_s = heartbeat_s if heartbeat_s is not None else DEFAULT_HEARTBEAT_S
     automation = zombie_automation(heartbeat_s)
     if existing:
         await client.update_automation(existing[0].id, automation)

@@ -23,6 +23,7 @@ from typing import Literal
 
 from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.ops import netns
+from vqa_distill.ops.deploy import DEFAULT_HEARTBEAT_S
 from vqa_distill.ops.prefect_server import SERVER_SETTINGS, SERVER_START_TIMEOUT_S, server_argv
 from vqa_distill.ops.stack_secrets import load_secrets
 from vqa_distill.ops.stack_state import (
@@ -45,7 +46,6 @@ OFFLINE_TEACHER_KEY = "sk-offline-teacher"  # the offline server accepts any key
 GpuWorker = Literal["auto", "cpu", "none"]
 LOCAL_STACK = TeamOptions()  # one cpu worker, SQLite, loopback only
 HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
-HEARTBEAT_S = 30  # Prefect's minimum
 # The settings state.json may show (never a secret; the team's secrets stay in their files).
 SHOWN = {*SERVER_SETTINGS, "PREFECT_HOME", "PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH", "VQA_DISTILL_ROOT"}
 
@@ -64,7 +64,7 @@ def stack_env(home: Path, port: int, base: Mapping[str, str] | None = None) -> d
             "PYTHONUNBUFFERED": "1",
             # Flow runs send heartbeats; deploy sizes the automation that marks silent runs Crashed from
             # the same value (a worker whose machine died is noticed after three missed beats).
-            HEARTBEAT_ENV: str(HEARTBEAT_S),
+            HEARTBEAT_ENV: str(DEFAULT_HEARTBEAT_S),
         }
     )
     return env

@@ -33,6 +33,7 @@ DEFAULT_MAX_TOKENS = 1024
 MAX_QUESTIONS = 20  # questions per image x prompt: past this a model repeats itself
 MAX_SHARDS = 64  # parts of one run at most; a part per worker slot is plenty
 DEFAULT_SHARD_ATTEMPTS = 3  # runs of one shard at most: the first, and two more after crashes
+DEFAULT_SHARD_DEADLINE_H = 24.0  # a parent stops waiting then: a shard still not final is reported, not awaited
 DEFAULT_REVIEW_ROWS = 50  # rows sampled into review.html
 # LLaVA's three kinds of instruction data, or a mix of them (docs/vqa.md).
 QuestionStyle = Literal["mixed", "conversation", "detail", "reasoning"]
@@ -124,6 +125,13 @@ class TeacherParams(BaseModel):
         ge=1,
         le=10,
         description="Runs of one shard at most when its worker crashes; each pays only for what the ledger lacks.",
+    )
+    shard_deadline_h: float = Field(
+        default=DEFAULT_SHARD_DEADLINE_H,
+        gt=0,
+        le=24 * 14,
+        description="Hours the parent waits for its shard runs at most; one not final by then fails the run "
+        "(its answers so far are kept).",
     )
     review: int = Field(
         default=DEFAULT_REVIEW_ROWS, ge=0, description="Rows sampled into review.html in the run folder (0: none)."

@@ -22,6 +22,7 @@ import httpx
 from prefect.exceptions import PrefectHTTPStatusError
 
 from vqa_distill.errors import FatalRunError
+from vqa_distill.teacher.params import DEFAULT_SHARD_DEADLINE_H
 from vqa_distill.teacher.run_log import run_logger
 
 T = TypeVar("T")
@@ -170,6 +171,7 @@ class ShardPolling:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     clock: Callable[[], float] = time.monotonic
     poll_s: float = SHARD_POLL_S
+    deadline_s: float = DEFAULT_SHARD_DEADLINE_H * 3600  # the parent's wait at most, from its first poll
 
     async def start_next(self, run: ShardRun, what: str) -> None:
         """Start the next run of one shard (through the API, patiently) and wait for it afresh."""
@@ -186,10 +188,23 @@ class ShardPolling:
 
 
 async def wait_for_shards(runs: list[ShardRun], polling: ShardPolling) -> None:
-    """Poll the shard runs until each is done or given up; start crashed ones again."""
+    """Poll the shard runs until each is done or given up; start crashed ones again; stop at the deadline.
+
+    A shard still not final at the deadline (a worker that died where no heartbeat automation marks
+    it, a run stuck in a queue) is given up with a message saying so: the parent ends Failed instead
+    of polling forever, and what the shards answered is in the ledger.
+    """
     logger = run_logger()
-    warn_at: float | None = polling.clock() + UNCLAIMED_WARNING_S
+    started = polling.clock()
+    warn_at: float | None = started + UNCLAIMED_WARNING_S
     while waiting := [run for run in runs if run.outcome is Next.WAIT]:
+        if polling.clock() - started >= polling.deadline_s:
+            for run in waiting:
+                run.outcome = Next.GIVE_UP
+                run.message = f"not final after {polling.deadline_s / 3600:g} h (shard_deadline_h): no longer awaited"
+            logger.error("%d shard run(s) not final at the deadline: %s", len(waiting),
+                         ", ".join(str(run.index + 1) for run in waiting))  # fmt: skip
+            return
         await polling.sleep(polling.poll_s)
         if warn_at is not None and polling.clock() > warn_at and any(run.state == "SCHEDULED" for run in waiting):
             logger.warning("shard runs still scheduled after %.0f s: is a cpu-pool worker running?", UNCLAIMED_WARNING_S)
