@@ -216,4 +216,24 @@ def test_an_answer_the_client_never_received_is_not_counted_as_paid(server: Teac
         time.sleep(0.1)
     record = server.stats()["requests"][0]
     assert record["status"] == 499 and record["duration_s"] < 1.2  # noticed the hang-up, did not answer
+    assert record["billed"] is False and record["completion_tokens"] == 0
     server.set_latency(0.0)
+
+
+def test_with_bill_hung_up_a_hung_up_clients_answer_is_computed_and_billed(jpeg_url: str) -> None:
+    """As a real API does: the model ran, so the answer a killed worker never received is charged."""
+    from vqa_distill.offline_teacher.process import running_teacher_server
+
+    with running_teacher_server(latency_s=1.0, bill_hung_up=True) as billing_server:
+        with sync_client(billing_server, timeout=0.3) as impatient, pytest.raises(openai.APITimeoutError):
+            impatient.chat.completions.create(model=MODEL, messages=vision_messages(jpeg_url))
+        deadline = time.monotonic() + 5
+        while not billing_server.stats()["requests"] and time.monotonic() < deadline:
+            time.sleep(0.1)
+        record = billing_server.stats()["requests"][0]
+        assert record["status"] == 499 and record["billed"] is True
+        assert record["completion_tokens"] > 0 and record["prompt_tokens"] > 0
+        assert record["duration_s"] >= 1.0  # the model ran to the end of its latency
+        with sync_client(billing_server) as patient:
+            patient.chat.completions.create(model=MODEL, messages=vision_messages(jpeg_url))
+        assert [r["billed"] for r in billing_server.stats()["requests"]] == [True, True]

@@ -56,6 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--tpm", type=_positive_int, help="tokens per minute per model; beyond it: 429 (default: unlimited)"
     )
     parser.add_argument("--access-log", action="store_true", help="log every request (costs throughput)")
+    parser.add_argument(
+        "--bill-hung-up", action="store_true",
+        help="answer and bill a request whose client hung up during its latency, as a real API does",
+    )
     # Internal: serve on an inherited, already-listening socket (used by process.running_teacher_server).
     parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)
 
@@ -89,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             rpm=args.rpm,
             tpm=args.tpm,
             access_log=args.access_log,
+            bill_hung_up=args.bill_hung_up,
             **overrides,
         )
     except (OSError, ValueError, ValidationError) as exc:  # pydantic's ValidationError is a ValueError

@@ -117,6 +117,8 @@ def _child_argv(config: ServerConfig, fd: int, port: int, faults_file: Path | No
         argv += ["--tpm", str(config.tpm)]
     if config.access_log:
         argv.append("--access-log")
+    if config.bill_hung_up:
+        argv.append("--bill-hung-up")
     return argv
 
 

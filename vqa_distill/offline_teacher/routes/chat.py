@@ -229,9 +229,15 @@ async def _answer(request: Request, ex: Exchange, chat: ChatRequest, response_fo
     rec["fault"] = fault.kind if fault else None
 
     delay = state.delay()
-    # A client that hung up (a killed worker) never receives the answer: recorded 499, not an answer paid.
-    if delay > 0 and await wait_or_disconnect(request, delay):
-        return ex.done(Response(status_code=STATUS_CLIENT_CLOSED))
+    # A client that hung up (a killed worker) never receives the answer: recorded 499. Whether it is
+    # paid is the API's choice: a real one bills what its model computed (``bill_hung_up``).
+    if state.config.bill_hung_up:  # the model runs to the end whoever still listens
+        await asyncio.sleep(delay)
+        hung_up = await request.is_disconnected()
+    else:
+        hung_up = delay > 0 and await wait_or_disconnect(request, delay)
+        if hung_up:
+            return ex.done(Response(status_code=STATUS_CLIENT_CLOSED))
     if fault is not None and fault.kind == "timeout" and await wait_or_disconnect(request, fault.delay_s):
         return ex.done(Response(status_code=STATUS_CLIENT_CLOSED))
     if fault is not None and fault.kind in HTTP_FAULT_STATUS:
@@ -246,5 +252,8 @@ async def _answer(request: Request, ex: Exchange, chat: ChatRequest, response_fo
     answer = reply(response_format, [f for _, f in decoded], parsed.user_text, parsed.system, fault)
     content, finish = shape_answer(answer, chat.output_cap, fault)
     completion_tokens = billing.text_tokens(content or "")
+    answered = {"completion_tokens": completion_tokens, "finish_reason": finish, "billed": True}
+    if hung_up:  # computed and billed, never delivered
+        return ex.done(Response(status_code=STATUS_CLIENT_CLOSED), **answered)
     body_out = completion_body(chat.model, content, finish, prompt_tokens, completion_tokens)
-    return ex.done(JSONResponse(body_out), completion_tokens=completion_tokens, finish_reason=finish)
+    return ex.done(JSONResponse(body_out), **answered)

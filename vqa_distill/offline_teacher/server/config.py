@@ -41,3 +41,6 @@ class ServerConfig(BaseModel):
     rpm: int | None = Field(default=None, ge=1)  # requests per minute per model; None: unlimited
     tpm: int | None = Field(default=None, ge=1)  # tokens per minute per model; None: unlimited
     access_log: bool = False  # off by default: uvicorn's access log costs throughput
+    # A real API bills an answer its model computed even when the client hung up meanwhile (a worker
+    # killed mid-request): on, such a request is answered and billed (recorded 499, ``billed``).
+    bill_hung_up: bool = False

@@ -27,6 +27,7 @@ class RequestRecord:
     counted_tokens: int = 0  # tokens counted against the TPM limit: prompt + requested output cap
     finish_reason: str | None = None
     duration_s: float = 0.0
+    billed: bool = False  # an answer was computed and charged: a 200, or a hung-up client's with bill_hung_up
 
 
 @dataclass
