@@ -8,7 +8,12 @@ from datetime import timedelta
 
 from prefect.client.orchestration import get_client
 
-from vqa_distill.ops.deploy import DEFAULT_HEARTBEAT_S, ZOMBIE_AUTOMATION, apply_zombie_automation, zombie_automation
+from vqa_distill.ops.deploy import (
+    DEFAULT_HEARTBEAT_S,
+    ZOMBIE_AUTOMATION,
+    apply_zombie_automation,
+    zombie_automation,
+)
 
 
 async def _apply_and_read(*heartbeats: float | None) -> list[object]:

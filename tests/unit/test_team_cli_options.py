@@ -1,13 +1,11 @@
-"""The team stack's and the sharded run's command-line options: they reach what they set, and bad ones say so once."""
+"""The sharded run's command-line options, parsed without running the CLI: they reach the params, the ledger URL's
+password never does. Through the real CLI (bad options said once): tests/integration/test_team_cli_refusals.py."""
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from tests.support.helpers import make_images, run_cli
 from vqa_distill.cli.teacher import add_generate_arguments, params_from_args
-from vqa_distill.errors import EXIT_FATAL
 
 
 def test_shard_flags_reach_the_params_and_the_ledger_url_never_does() -> None:
@@ -20,27 +18,3 @@ def test_shard_flags_reach_the_params_and_the_ledger_url_never_does() -> None:
     params = params_from_args(args)
     assert params.shards == 4 and params.shard_attempts == 5
     assert "secret-pw" not in params.model_dump_json()  # a flow parameter is stored and shown by Prefect
-
-
-def test_the_ledger_url_flag_is_the_ledger_the_run_opens_and_its_password_is_never_shown(tmp_path: Path) -> None:
-    images = tmp_path / "images"
-    make_images(images, 1)
-    done = run_cli(
-        "generate", "--images", str(images), "--out", str(tmp_path / "run"), "--prompt", "x", "--no-progress",
-        "--base-url", "http://127.0.0.1:1/v1", "--ledger-url", "postgresql+psycopg://u:secret-pw@127.0.0.1:1/ledger",
-        env={"OPENAI_API_KEY": "sk-test"}, timeout=300,
-    )  # fmt: skip
-    output = done.stdout + done.stderr
-    assert done.returncode == EXIT_FATAL, output
-    assert "cannot open the ledger at" in output and "127.0.0.1:1/ledger" in output  # not the folder's SQLite file
-    assert "secret-pw" not in output and "Traceback" not in output  # a user error: one line, not a bug report
-    assert not (tmp_path / "run" / "ledger.sqlite").exists()
-
-
-def test_bad_stack_options_are_one_plain_line(tmp_path: Path) -> None:
-    workers = run_cli("stack", "up", "--home", str(tmp_path / "stack"), "--cpu-workers", "0", timeout=120)
-    assert workers.returncode == EXIT_FATAL
-    assert workers.stderr.strip() == "error: --cpu-workers must be at least 1, not 0"
-    assert not (tmp_path / "stack" / "state.json").exists()
-    restart = run_cli("stack", "restart", "prefect-server", "--home", str(tmp_path / "none"), timeout=120)
-    assert restart.returncode == EXIT_FATAL and restart.stderr.strip() == f"error: no stack under {tmp_path / 'none'}"
