@@ -160,6 +160,7 @@ def _start_all(
     services = ServiceEnv(server={}, workers={})
     if team.is_team:
         services = start_team_services(state, load_secrets(home), team, service_host, say)
+        state.client_urls = services.clients
     bind = ANY_ADDRESS if team.is_team else LOOPBACK
     server_env = {**env, **services.server}
     server = state.record(start_process("prefect-server", server_argv(state.port, bind), server_env, logs))

@@ -27,6 +27,28 @@ AUTH_ENV = "PREFECT_API_AUTH_STRING"  # what a client sends; the server checks P
 
 # What a client (the CLI, a shell) needs to use the stack's API and share its result storage.
 CLIENT_SETTINGS = ("PREFECT_API_URL", "PREFECT_RESULTS_LOCAL_STORAGE_PATH")
+# Where a secret URL (the shared ledger, the global rate limit) holds its password; the password
+# itself is read from its file when a client needs it, so state.json and env.sh never hold it.
+PASSWORD_SLOT = "PASSWORD-FROM-FILE"
+
+
+@dataclass(frozen=True)
+class SecretUrl:
+    """A client setting whose URL holds a password: the URL with ``PASSWORD_SLOT``, and the secret's file."""
+
+    template: str
+    secret_file: str  # a file name under ``<home>/secrets``
+
+    def fill(self, home: Path) -> str:
+        """Return the URL with the password read from its file (URL-safe: ``token_urlsafe``)."""
+        password = (home / SECRETS_DIR / self.secret_file).read_text(encoding="utf-8").strip()
+        return self.template.replace(PASSWORD_SLOT, password)
+
+    def shell(self, home: Path) -> str:
+        """Return the URL as a shell word that reads the password when sourced."""
+        before, after = self.template.split(PASSWORD_SLOT)
+        secret = shlex.quote(str(home / SECRETS_DIR / self.secret_file))
+        return f'{shlex.quote(before)}"$(cat {secret})"{shlex.quote(after)}'
 
 
 @dataclass
@@ -50,6 +72,7 @@ class StackState:
     processes: list[ManagedProcess] = field(default_factory=list)
     network: NetworkState | None = None
     services: dict[str, str] = field(default_factory=dict)  # name -> address, shown by ``status``
+    client_urls: dict[str, SecretUrl] = field(default_factory=dict)  # setting -> URL for a client on this host
 
     @classmethod
     def load(cls, home: Path) -> StackState | None:
@@ -60,6 +83,7 @@ class StackState:
         data = json.loads(path.read_text(encoding="utf-8"))
         data["processes"] = [ManagedProcess(**p) for p in data.get("processes", [])]
         data["network"] = NetworkState(**data["network"]) if data.get("network") else None
+        data["client_urls"] = {k: SecretUrl(**v) for k, v in data.get("client_urls", {}).items()}
         return cls(**data)
 
     def save(self) -> None:
@@ -87,9 +111,11 @@ def shown_settings(env: Mapping[str, str], keys: set[str]) -> dict[str, str]:
 
 
 def write_env_file(state: StackState) -> Path:
-    """Write ``<home>/env.sh`` for ``source``: the API address, and the credentials read from their file."""
+    """Write ``<home>/env.sh`` for ``source``: the API address, the shared ledger and rate limit, and the
+    credentials, each password read from its file when sourced."""
     home = Path(state.home)
     lines = [f"export {k}={shlex.quote(state.env[k])}\n" for k in CLIENT_SETTINGS if k in state.env]
+    lines += [f"export {k}={url.shell(home)}\n" for k, url in state.client_urls.items()]
     if read_prefect_auth(home) is not None:
         secret = shlex.quote(str(home / SECRETS_DIR / PREFECT_AUTH_FILE))
         lines.append(f'export {AUTH_ENV}="$(cat {secret})"\n')
@@ -99,12 +125,14 @@ def write_env_file(state: StackState) -> Path:
 
 
 def stack_client_env(home: Path = DEFAULT_HOME) -> dict[str, str]:
-    """Return the settings a client needs to use a running stack (API URL, storage, credentials); {} when none runs."""
+    """Return the settings a client needs to use a running stack (API URL, storage, shared ledger, global
+    rate limit, credentials); {} when none runs."""
     home = home.resolve()
     state = StackState.load(home)
     if state is None or not any(p.name == "prefect-server" and p.handle() for p in state.processes):
         return {}
     env = {k: state.env[k] for k in CLIENT_SETTINGS if k in state.env}
+    env.update({k: url.fill(home) for k, url in state.client_urls.items()})
     auth = read_prefect_auth(home)
     if auth is not None:
         env[AUTH_ENV] = auth

@@ -12,12 +12,12 @@ run in namespaces of their own, else loopback.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vqa_distill.ops.stack_secrets import StackSecrets
-from vqa_distill.ops.stack_state import AUTH_ENV, StackState
+from vqa_distill.ops.stack_secrets import POSTGRES_PASSWORD_FILE, REDIS_PASSWORD_FILE, StackSecrets
+from vqa_distill.ops.stack_state import AUTH_ENV, PASSWORD_SLOT, SecretUrl, StackState
 from vqa_distill.paths import DEFAULT_POSTGRES_PORT, DEFAULT_REDIS_PORT, LOOPBACK
 from vqa_distill.teacher.ledger.records import LEDGER_URL_ENV
 from vqa_distill.teacher.ratelimit.global_gate import REDIS_URL_ENV
@@ -55,6 +55,7 @@ class ServiceEnv:
 
     server: dict[str, str]
     workers: dict[str, str]
+    clients: dict[str, SecretUrl] = field(default_factory=dict)  # a CLI or shell on this host: loopback
 
 
 def start_postgres_service(
@@ -78,6 +79,12 @@ def start_postgres_service(
         workers={
             LEDGER_URL_ENV: database_url(
                 "postgres", secrets.postgres_password, service_host, options.postgres_port, LEDGER_DATABASE
+            )
+        },
+        clients={
+            LEDGER_URL_ENV: SecretUrl(
+                database_url("postgres", PASSWORD_SLOT, LOOPBACK, options.postgres_port, LEDGER_DATABASE),
+                POSTGRES_PASSWORD_FILE,
             )
         },
     )
@@ -107,6 +114,9 @@ def start_redis_service(
             "PREFECT_REDIS_MESSAGING_DB": str(PREFECT_REDIS_DB),
         },
         workers={REDIS_URL_ENV: redis_url(secrets.redis_password, service_host, options.redis_port, LIMIT_REDIS_DB)},
+        clients={
+            REDIS_URL_ENV: SecretUrl(redis_url(PASSWORD_SLOT, LOOPBACK, options.redis_port, LIMIT_REDIS_DB), REDIS_PASSWORD_FILE)
+        },
     )
 
 
@@ -128,4 +138,5 @@ def start_team_services(
             more = start(state, secrets, options, service_host, say)
             merged.server.update(more.server)
             merged.workers.update(more.workers)
+            merged.clients.update(more.clients)
     return merged
