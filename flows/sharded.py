@@ -50,6 +50,7 @@ async def ask_in_shards(
     pending = pending_by_shard(plan, params.shards)
     if not pending:
         return FanOutOutcome(), []
+    params = params.with_absolute_paths()  # a run started from the UI with a relative folder: resolved here, once
     runs = [ShardRun(index) for index in pending]
     async with get_client() as client:
         polling = shard_polling(params, plan, only_keys, client)

@@ -18,3 +18,17 @@ def test_shard_flags_reach_the_params_and_the_ledger_url_never_does() -> None:
     params = params_from_args(args)
     assert params.shards == 4 and params.shard_attempts == 5
     assert "secret-pw" not in params.model_dump_json()  # a flow parameter is stored and shown by Prefect
+
+
+def test_relative_folders_become_absolute_before_they_are_flow_parameters(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Each worker would resolve ``data/runs/x`` in its own checkout: the parent and its shards would not
+    share a run folder, nor (its schema named from the path) a shared ledger."""
+    monkeypatch.chdir(tmp_path)
+    parser = argparse.ArgumentParser()
+    add_generate_arguments(parser)
+    args = parser.parse_args(["--images", "data/images", "--out", "data/runs/x", "--prompt", "x", "--shards", "3",
+                              "--shard-deadline-h", "2"])  # fmt: skip
+    params = params_from_args(args)
+    assert params.images == str(tmp_path / "data" / "images") and params.out == str(tmp_path / "data" / "runs" / "x")
+    assert params.shard_deadline_h == 2.0
+    assert params.with_absolute_paths() is params  # already absolute: nothing to change

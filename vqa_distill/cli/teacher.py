@@ -134,7 +134,7 @@ def params_from_args(args: argparse.Namespace) -> Any:
     for required in ("images", "out"):
         if required not in values:
             raise ConfigError(f"missing --{required} (or '{required}' in the config file)")
-    return build_params(values)
+    return build_params(values).with_absolute_paths()
 
 
 def run_generate(args: argparse.Namespace) -> int:

@@ -183,6 +183,16 @@ class TeacherParams(BaseModel):
             raise ConfigError("no prompt given: pass --prompt TEXT or --prompt-file FILE")
         return prompts
 
+    def with_absolute_paths(self) -> TeacherParams:
+        """Return these parameters with ``images`` and ``out`` made absolute, here, before they travel.
+
+        A relative folder means something else on every worker (each resolves it in its own checkout,
+        and a shared ledger's schema is named from the resolved path), so a run's folders become
+        absolute where the run is started, before they are flow parameters of anything else.
+        """
+        images, out = (str(Path(folder).expanduser().resolve()) for folder in (self.images, self.out))
+        return self if (images, out) == (self.images, self.out) else self.model_copy(update={"images": images, "out": out})
+
     def generation_params(self) -> dict[str, Any]:
         """Return the sampling parameters sent with each request (part of the content key)."""
         params: dict[str, Any] = {"detail": self.detail, "max_pixels": self.max_pixels}
