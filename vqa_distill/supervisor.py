@@ -12,7 +12,6 @@ import contextlib
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import psutil
 
 from vqa_distill.errors import FatalRunError
 from vqa_distill.paths import LOOPBACK, REPO_ROOT
+from vqa_distill.waiting import poll_until
 
 STOP_TIMEOUT_S = 15.0  # after SIGTERM, before SIGKILL
 POLL_S = 0.3
@@ -79,13 +79,18 @@ def start_process(
 
 def wait_until(ready: Callable[[], bool], process: ManagedProcess, timeout_s: float, what: str) -> None:
     """Poll ``ready`` until true; raise FatalRunError with the log's tail if the process dies or time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while not ready():
+
+    def failed(how: str) -> FatalRunError:
+        return FatalRunError(f"{what} {how}; its log ({process.log}):\n{log_tail(process.log)}")
+
+    def started() -> bool:
+        if ready():
+            return True
         if process.handle() is None:
-            raise FatalRunError(f"{what} exited during start-up; its log ({process.log}):\n{log_tail(process.log)}")
-        if time.monotonic() > deadline:
-            raise FatalRunError(f"{what} not ready after {timeout_s:.0f} s; its log ({process.log}):\n{log_tail(process.log)}")
-        time.sleep(POLL_S)
+            raise failed("exited during start-up")
+        return False
+
+    poll_until(started, timeout_s=timeout_s, every_s=POLL_S, timed_out=lambda: failed(f"not ready after {timeout_s:.0f} s"))
 
 
 def log_tail(path: str | Path, chars: int = 3000) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +26,7 @@ from vqa_distill.ops.prefect_server import SERVER_SETTINGS
 from vqa_distill.ops.stack_state import stack_client_env
 from vqa_distill.paths import DEFAULT_PREFECT_PORT, LOOPBACK
 from vqa_distill.supervisor import is_healthy, port_is_free
+from vqa_distill.waiting import poll_until
 
 PORT_ENV = "VQA_DISTILL_PREFECT_PORT"  # the local server's port, when 4200 is someone else's
 START_TIMEOUT_S = 240.0  # a fresh home migrates a new SQLite database: 19-29 s idle, more when busy
@@ -72,14 +72,13 @@ def start_local_server(home: Path, port: int, say: Callable[[str], None]) -> str
         done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=120)
     if done.returncode != 0:
         raise FatalRunError(f"could not start a local Prefect server (see {home / LOG_FILE})")
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not is_healthy(f"{api_url}/health"):
-        if time.monotonic() > deadline:
-            raise FatalRunError(
-                f"the local Prefect server did not answer within {START_TIMEOUT_S:.0f} s (see {home / LOG_FILE}); "
-                "set PREFECT_API_URL to a running server instead"
-            )
-        time.sleep(POLL_S)
+    poll_until(
+        lambda: is_healthy(f"{api_url}/health"), timeout_s=START_TIMEOUT_S, every_s=POLL_S,
+        timed_out=lambda: FatalRunError(
+            f"the local Prefect server did not answer within {START_TIMEOUT_S:.0f} s (see {home / LOG_FILE}); "
+            "set PREFECT_API_URL to a running server instead"
+        ),
+    )  # fmt: skip
     say(f"Prefect UI: http://{LOOPBACK}:{port} (stays up for later commands; stop it with `prefect server stop`)")
     return api_url
 

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import contextlib
 import socket
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import psutil
 
-from vqa_distill.errors import ConfigError, FatalRunError
+from vqa_distill.errors import ConfigError
 from vqa_distill.ops.stack_state import DEFAULT_HOME, StackState
 from vqa_distill.paths import LOOPBACK
-from vqa_distill.supervisor import ManagedProcess, start_process, stop_process
+from vqa_distill.supervisor import ManagedProcess, start_process, stop_process, wait_until
 
 READY_TIMEOUT_S = 120.0
 
@@ -41,7 +40,10 @@ def accepts(port: int) -> bool:
 
 
 def restart(home: Path = DEFAULT_HOME, name: str = "prefect-server", *, say: Callable[[str], None] = print) -> ManagedProcess:
-    """Stop the stack's process ``name`` and start it again as it was; return the new process once it listens."""
+    """Stop the stack's process ``name`` and start it again as it was; return the new process once it listens.
+
+    FatalRunError, quoting its log's tail, when the new process dies or does not listen within ``READY_TIMEOUT_S``.
+    """
     home = home.resolve()
     state = StackState.load(home)
     if state is None:
@@ -57,10 +59,6 @@ def restart(home: Path = DEFAULT_HOME, name: str = "prefect-server", *, say: Cal
     new = start_process(name, old.argv, env, Path(old.log).parent, cwd=Path(cwd))
     state.processes[state.processes.index(old)] = new
     state.save()
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while not all(accepts(port) for port in ports):
-        if new.handle() is None or time.monotonic() > deadline:
-            raise FatalRunError(f"{name} did not come back (log: {new.log})")
-        time.sleep(0.3)
+    wait_until(lambda: all(accepts(port) for port in ports), new, READY_TIMEOUT_S, f"{name} (started again)")
     say(f"started {name} again (pid {new.pid}), listening on {', '.join(map(str, sorted(ports))) or 'no port'}")
     return new

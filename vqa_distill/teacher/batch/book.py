@@ -15,11 +15,9 @@ the same pending parts at once.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import json
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -32,8 +30,9 @@ from vqa_distill.errors import FatalRunError
 from vqa_distill.teacher.answers.outcomes import base_record
 from vqa_distill.teacher.endpoint.request import TeacherRequest
 from vqa_distill.teacher.ledger.records import STATUS_SUBMITTED, Ledger, TeacherRecord, ledger_url, utc_now
-from vqa_distill.teacher.ledger.store import LedgerStore, schema_for
+from vqa_distill.teacher.ledger.store import LedgerStore, is_sqlite, schema_for
 from vqa_distill.teacher.ledger.tables import BATCH_META, BATCHES, RECORDS
+from vqa_distill.waiting import poll_until_async
 
 LOCK_FILE = "batches.lock"
 LOCK_TIMEOUT_S = 600.0  # a collect of 50,000 lines takes about a minute: wait for it, not forever
@@ -85,7 +84,7 @@ async def run_folder_lock(
     lock goes when its holder dies (the kernel closes the file; the server drops the session).
     """
     chosen = ledger_url(out, url)
-    if chosen.startswith("sqlite"):
+    if is_sqlite(chosen):
         async with _file_lock(Path(out) / LOCK_FILE, timeout_s):
             yield
     else:
@@ -94,11 +93,11 @@ async def run_folder_lock(
 
 
 async def _wait_for(try_lock: Callable[[], bool], what: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not try_lock():
-        if time.monotonic() > deadline:
-            raise FatalRunError(f"another submit or collect holds {what} (waited {timeout_s:.0f} s)")
-        await asyncio.sleep(LOCK_POLL_S)
+    """Try the lock every ``LOCK_POLL_S`` until it is ours; FatalRunError after ``timeout_s``."""
+    await poll_until_async(
+        try_lock, timeout_s=timeout_s, every_s=LOCK_POLL_S,
+        timed_out=lambda: FatalRunError(f"another submit or collect holds {what} (waited {timeout_s:.0f} s)"),
+    )  # fmt: skip
 
 
 @contextlib.asynccontextmanager

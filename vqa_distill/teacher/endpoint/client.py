@@ -30,6 +30,7 @@ from vqa_distill.errors import (
     TeacherError,
     TransientTeacherError,
 )
+from vqa_distill.secrecy import mask
 from vqa_distill.teacher.endpoint.models import ModelSpec, model_spec
 from vqa_distill.teacher.endpoint.request import TeacherRequest
 from vqa_distill.teacher.endpoint.secrets import resolve_api_key
@@ -42,6 +43,7 @@ TRANSIENT_STATUS_CODES = frozenset({408, 409, 429})
 ROUTE_NOT_SERVED_STATUS_CODES = frozenset({404, 405, 501})  # the endpoint has no GET /models/{model}
 MAX_ERROR_MESSAGE_CHARS = 500
 REDACTED = "[REDACTED]"
+MIN_KEY_CHARS = 4  # a shorter key (``x`` for a local server) guards nothing: masking it would garble every message
 
 _WARNED: set[tuple[str, str]] = set()  # (what, model) already warned about in this process
 
@@ -254,10 +256,8 @@ def _finite_non_negative(value: str | None) -> float | None:
 
 
 def redact(text: str, secret: str | None) -> str:
-    """Remove the secret (and any echo of it) from a message before it is logged or stored."""
-    if secret and len(secret) >= 4:
-        text = text.replace(secret, REDACTED)
-    return text
+    """Remove the API key (and any echo of it) from a message before it is logged or stored."""
+    return mask(text, secret, mark=REDACTED, min_chars=MIN_KEY_CHARS)
 
 
 def _api_message(exc: openai.APIStatusError) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,7 +22,7 @@ from sqlalchemy import ColumnElement, and_, select, true
 
 from vqa_distill.atomic import atomic_write_lines
 from vqa_distill.errors import LedgerUnavailable
-from vqa_distill.teacher.ledger.store import LedgerStore, schema_exists, sqlite_url
+from vqa_distill.teacher.ledger.store import LedgerStore, is_sqlite, schema_exists, sqlite_url
 from vqa_distill.teacher.ledger.tables import (
     ADDED_COLUMNS,
     DONE_STATUSES,
@@ -35,6 +34,7 @@ from vqa_distill.teacher.ledger.tables import (
     STATUS_UNUSABLE,
     utc_now,
 )
+from vqa_distill.waiting import retry_while
 
 __all__ = [
     "ADDED_COLUMNS",
@@ -79,7 +79,7 @@ def ledger_url(out_dir: str | Path, url: str | None = None) -> str:
 def ledger_exists(out_dir: str | Path, url: str | None = None) -> bool:
     """Tell whether a run folder has a ledger: its SQLite file, or its schema in the PostgreSQL database."""
     chosen = ledger_url(out_dir, url)
-    if chosen.startswith("sqlite"):
+    if is_sqlite(chosen):
         return (Path(out_dir) / LEDGER_FILE).is_file()
     return schema_exists(chosen, Path(out_dir))
 
@@ -155,18 +155,18 @@ class Ledger:
         values = record.to_json()
         values["params"] = json.dumps(values["params"], sort_keys=True)
         values["updated_at"] = utc_now()
-        deadline = time.monotonic() + RECORD_PATIENCE_S
-        delay = RECORD_FIRST_DELAY_S
-        while True:
-            try:
-                with self.store.write_one() as connection:  # one statement: atomic on its own
-                    return connection.execute(self._upsert, values).rowcount > 0
-            except LedgerUnavailable as error:
-                if time.monotonic() + delay > deadline:
-                    raise
-                logging.getLogger(__name__).warning("%s; recording %s again in %.1f s", error, record.rel_path, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, RECORD_MAX_DELAY_S)
+
+        def upsert() -> bool:
+            with self.store.write_one() as connection:  # one statement: atomic on its own
+                return connection.execute(self._upsert, values).rowcount > 0
+
+        def say(error: BaseException, delay: float) -> None:
+            logging.getLogger(__name__).warning("%s; recording %s again in %.1f s", error, record.rel_path, delay)
+
+        return retry_while(
+            upsert, LedgerUnavailable, wait_s=RECORD_FIRST_DELAY_S, max_wait_s=RECORD_MAX_DELAY_S,
+            patience=RECORD_PATIENCE_S, on_retry=say,
+        )  # fmt: skip
 
     def remember_hashes(self, entries: Iterable[tuple[str, int, int, str]]) -> None:
         """Cache (path, size, mtime_ns, sha256) of files, in one transaction, so reruns skip re-reading them."""

@@ -6,7 +6,8 @@ statement; a SQLite engine until its last ledger closes, so no file stays open).
 run folder gets its own schema, named from the folder's absolute path, and ``public.runs`` says which
 is which. Database errors are translated here, once: a connection lost mid-run is ``LedgerUnavailable``
 (transient, retried by the task), a database that cannot be opened is a ``FatalRunError``. No message
-ever carries the URL's password.
+ever carries the URL's password. Which of the two a URL names is told here only (``is_sqlite``, and a
+store's own ``is_sqlite``), by the URL's backend as SQLAlchemy reads it.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.elements import ColumnElement
 
 from vqa_distill.errors import ConfigError, FatalRunError, LedgerUnavailable
+from vqa_distill.secrecy import masked_reason
 from vqa_distill.teacher.ledger.tables import (
     ADDED_COLUMNS,
     METADATA,
@@ -44,6 +46,8 @@ _SETUP_LOCK_KEY = 0x76716C6564676572  # "vqledger": PostgreSQL advisory lock hel
 _BEGIN = "vqa_distill_begin"  # execution option: how SQLite begins (IMMEDIATE: the write lock up front)
 _IMMEDIATE = "IMMEDIATE"
 _SINGLE = "single statement"
+SQLITE = "sqlite"
+POSTGRESQL = "postgresql"
 _AUTH_FAILURES = ("password authentication failed", "no password supplied", "does not exist", "no pg_hba.conf entry")
 
 
@@ -55,7 +59,7 @@ def schema_for(out_dir: str | Path) -> str:
 
 def sqlite_url(path: Path) -> str:
     """Return the SQLAlchemy URL of a SQLite ledger file."""
-    return URL.create("sqlite", database=str(path)).render_as_string(hide_password=False)
+    return URL.create(SQLITE, database=str(path)).render_as_string(hide_password=False)
 
 
 def shown(url: str | URL) -> str:
@@ -63,19 +67,23 @@ def shown(url: str | URL) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def scrub(message: str, url: str | URL) -> str:
-    """Return ``message`` with the URL's password (if any, in any spelling the driver used) masked."""
-    password = make_url(url).password
-    if password:
-        message = message.replace(str(password), "***")
-    return message
+def _backend(url: str) -> str:
+    """Return the database a ledger URL names, ``sqlite`` or ``postgresql``; ConfigError for any other."""
+    name = make_url(url).get_backend_name()
+    if name not in (SQLITE, POSTGRESQL):
+        raise ConfigError(f"the ledger runs on SQLite or PostgreSQL, not {shown(url)}")
+    return name
 
 
-def reason(error: BaseException, url: str | URL) -> str:
-    """Return the first line of what the driver said, password masked (no SQL, no parameters)."""
+def is_sqlite(url: str) -> bool:
+    """Tell whether a ledger URL names a SQLite file (else a PostgreSQL database)."""
+    return _backend(url) == SQLITE
+
+
+def reason(error: BaseException, url: str) -> str:
+    """Return the first line of what the driver said, the URL's password masked (no SQL, no parameters)."""
     cause = error.orig if isinstance(error, exc.DBAPIError) and error.orig is not None else error
-    lines = [line.strip() for line in str(cause).splitlines() if line.strip()]
-    return scrub(lines[0] if lines else type(cause).__name__, url)
+    return masked_reason(cause, urls=[url])
 
 
 # --- engines: one per URL per process ---------------------------------------------------------------
@@ -138,10 +146,7 @@ def _acquire(url: str) -> _Shared:
     with _LOCK:
         shared = _ENGINES.get(url)
         if shared is None:
-            backend = make_url(url).get_backend_name()
-            if backend not in ("sqlite", "postgresql"):
-                raise ConfigError(f"the ledger runs on SQLite or PostgreSQL, not {shown(url)}")
-            engine = _sqlite_engine(url) if backend == "sqlite" else _postgres_engine(url)
+            engine = _sqlite_engine(url) if is_sqlite(url) else _postgres_engine(url)
             shared = _ENGINES[url] = _Shared(engine)
         shared.users += 1
         return shared
@@ -153,7 +158,7 @@ def _release(url: str) -> None:
         if shared is None:
             return
         shared.users -= 1
-        if shared.users <= 0 and shared.engine.dialect.name == "sqlite":
+        if shared.users <= 0 and shared.engine.dialect.name == SQLITE:
             del _ENGINES[url]  # no SQLite file stays open once its ledgers are closed
             shared.engine.dispose()
 
@@ -179,11 +184,11 @@ class LedgerStore:
         self.url = url
         self._shared = _acquire(url)
         self.dialect = self._shared.engine.dialect.name
-        self.schema = schema_for(out_dir) if self.dialect == "postgresql" else None
+        self.schema = None if self.is_sqlite else schema_for(out_dir)
         self.where = shown(url) + (f" (schema {self.schema})" if self.schema else "")
         self.engine = self._shared.engine.execution_options(schema_translate_map={None: self.schema})
         self.statements = statements(self.dialect)
-        self._single = {_BEGIN: _SINGLE} if self.dialect == "sqlite" else {"isolation_level": "AUTOCOMMIT"}
+        self._single = {_BEGIN: _SINGLE} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}
         self._closed = False
         try:
             if self.schema not in self._shared.ready:
@@ -203,9 +208,14 @@ class LedgerStore:
             _release(self.url)
 
     @property
+    def is_sqlite(self) -> bool:
+        """True for a run folder's SQLite file, False for its schema of a PostgreSQL database."""
+        return self.dialect == SQLITE
+
+    @property
     def order(self) -> ColumnElement[Any]:
         """The column that orders records as they were first inserted."""
-        return literal_column("records.rowid" if self.dialect == "sqlite" else f"records.{PG_ORDER_COLUMN}")
+        return literal_column("records.rowid" if self.is_sqlite else f"records.{PG_ORDER_COLUMN}")
 
     @contextlib.contextmanager
     def write(self) -> Iterator[Connection]:

@@ -29,7 +29,7 @@ import asyncio
 import hashlib
 import os
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -39,6 +39,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from vqa_distill.errors import FatalRunError, TransientTeacherError
+from vqa_distill.secrecy import masked_reason, url_secrets
 from vqa_distill.teacher.ratelimit.buckets import DEFAULT_BURST_SECONDS, BucketShape
 from vqa_distill.teacher.run_log import run_logger
 
@@ -111,7 +112,7 @@ class GlobalGate:
         """Prepare a gate on ``url`` (not connected until used: ``connect`` checks it at once)."""
         self.key = key
         self.where = redis_location(url)
-        self._password = unquote(urlsplit(url).password or "")
+        self._secrets = url_secrets(url)  # its password, to mask in messages (the URL itself is not kept)
         self._shapes = (BucketShape.for_limit(float(rpm), burst_seconds), BucketShape.for_limit(float(tpm), burst_seconds))
         self._client: aioredis.Redis = aioredis.Redis.from_url(
             url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
@@ -176,9 +177,7 @@ class GlobalGate:
         """Say what went wrong in words that never hold the password."""
         if isinstance(exc, AuthenticationError) or (isinstance(exc, ResponseError) and "NOAUTH" in str(exc)):
             return "refused the password in " + REDIS_URL_ENV
-        text = str(exc) or type(exc).__name__
-        if self._password:
-            text = text.replace(self._password, "***")
+        text = masked_reason(exc, *self._secrets)
         unreachable = isinstance(exc, (RedisConnectionError, RedisTimeoutError, OSError))
         return f"{'is unreachable' if unreachable else 'failed'} ({text})"
 
