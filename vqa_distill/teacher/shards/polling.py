@@ -24,6 +24,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from vqa_distill.errors import FatalRunError
 from vqa_distill.teacher.params import DEFAULT_SHARD_DEADLINE_H
 from vqa_distill.teacher.run_log import run_logger
+from vqa_distill.waiting import retry_while_async
 
 T = TypeVar("T")
 SHARD_POLL_S = 2.0  # how often the parent reads its shard runs' states
@@ -143,21 +144,16 @@ async def patiently(
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep, clock: Callable[[], float] = time.monotonic,
 ) -> T:  # fmt: skip
     """Await ``call`` until it succeeds, retrying while the Prefect API is unreachable or answers 5xx."""
-    while True:
-        try:
-            result = await call()
-        except Exception as exc:
-            if not is_transient_prefect_error(exc):
-                raise
-            if not patience.failed(clock()):
-                raise FatalRunError(
-                    f"the Prefect API did not answer for {patience.patience_s:.0f} s while {what}"
-                ) from exc
-            run_logger().warning("Prefect API unavailable while %s (%s); trying again", what, type(exc).__name__)
-            await sleep(SHARD_POLL_S)
-        else:
-            patience.ok()
-            return result
+    result = await retry_while_async(
+        call, Exception, transient=is_transient_prefect_error, patience=patience.failed, wait_s=SHARD_POLL_S,
+        sleep=sleep, clock=clock,
+        on_retry=lambda exc, _: run_logger().warning(
+            "Prefect API unavailable while %s (%s); trying again", what, type(exc).__name__
+        ),
+        gave_up=lambda exc: FatalRunError(f"the Prefect API did not answer for {patience.patience_s:.0f} s while {what}"),
+    )  # fmt: skip
+    patience.ok()
+    return result
 
 
 @dataclass
