@@ -11,6 +11,8 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from vqa_distill.cli.ledger_option import LEDGER_COMMANDS, add_ledger_url, use_ledger_url
+
 # Each module exposes ``register(subparsers) -> None`` and sets ``func(args) -> int`` on its parsers.
 COMMAND_MODULES = (
     "vqa_distill.cli.teacher",
@@ -31,12 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
+    for command in LEDGER_COMMANDS:
+        add_ledger_url(subparsers.choices[command])
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Parse ``argv`` and run the chosen command; returns the process exit code."""
     args = build_parser().parse_args(argv)
+    use_ledger_url(args)
     return int(args.func(args) or 0)
 
 

@@ -93,9 +93,6 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         help="runs of one shard at most when its worker crashes (default 3)")
     add("--shard-deadline-h", "--shard_deadline_h", dest="shard_deadline_h", type=float,
         help="hours the parent waits for its shards at most; a shard not final by then fails the run (default 24)")
-    add("--ledger-url", dest="ledger_url",
-        help="database URL of a shared ledger (postgresql+psycopg://...); sets VQA_DISTILL_LEDGER_URL for this "
-        "command only and is never stored (it holds a password); workers need the same variable")
     add("--no-progress", action="store_true", help="no progress bar")
     add("--verbose", "-v", action="store_true",
         help="print every task run's log line here too (the Prefect UI always has them)")
@@ -145,10 +142,6 @@ def run_generate(args: argparse.Namespace) -> int:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
     from vqa_distill.errors import FatalRunError
 
-    if args.ledger_url:  # an environment variable, never a parameter: Prefect stores and shows parameters
-        from vqa_distill.teacher.ledger.records import LEDGER_URL_ENV
-
-        os.environ[LEDGER_URL_ENV] = args.ledger_url
     try:
         params = params_from_args(args)
         use_prefect_api()
