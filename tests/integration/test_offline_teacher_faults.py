@@ -220,11 +220,14 @@ def test_an_answer_the_client_never_received_is_not_counted_as_paid(server: Teac
     server.set_latency(0.0)
 
 
-def test_with_bill_hung_up_a_hung_up_clients_answer_is_computed_and_billed(jpeg_url: str) -> None:
+@pytest.mark.parametrize("switched", ["by flag", "by the admin API"])
+def test_with_bill_hung_up_a_hung_up_clients_answer_is_computed_and_billed(jpeg_url: str, switched: str) -> None:
     """As a real API does: the model ran, so the answer a killed worker never received is charged."""
     from vqa_distill.offline_teacher.process import running_teacher_server
 
-    with running_teacher_server(latency_s=1.0, bill_hung_up=True) as billing_server:
+    with running_teacher_server(latency_s=1.0, bill_hung_up=switched == "by flag") as billing_server:
+        if switched == "by the admin API":
+            billing_server.set_billing(True)
         with sync_client(billing_server, timeout=0.3) as impatient, pytest.raises(openai.APITimeoutError):
             impatient.chat.completions.create(model=MODEL, messages=vision_messages(jpeg_url))
         deadline = time.monotonic() + 5

@@ -8,7 +8,7 @@ GET  /v1/models/{model}      one model, or 404 model_not_found (needs the key)  
 GET  /health                 liveness, never needs a key                                       model_routes.py
 *    /v1/files...            upload, list, retrieve, content, delete (the Batch API's files)   files_api.py
 *    /v1/batches...          create, retrieve, cancel, list batches                            batch_api.py
-*    /_admin/...             stats, reset, faults, latency, limits, batches                    admin.py, batch_api.py
+*    /_admin/...             stats, reset, faults, latency, limits, billing, batches           admin.py, batch_api.py
 ```
 Starlette rather than FastAPI: the routes are few and parse their own bodies, and the lighter stack
 keeps hundreds of concurrent requests cheap.
@@ -46,6 +46,7 @@ from vqa_distill.offline_teacher.batch.routes import (
 from vqa_distill.offline_teacher.batch.store import BatchStore
 from vqa_distill.offline_teacher.routes.admin import (
     admin,
+    admin_billing,
     admin_faults,
     admin_latency,
     admin_limits,
@@ -98,6 +99,7 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Route("/_admin/faults", admin(admin_faults), methods=["GET", "PUT"]),
         Route("/_admin/latency", admin(admin_latency), methods=["GET", "PUT"]),
         Route("/_admin/limits", admin(admin_limits), methods=["GET", "PUT"]),
+        Route("/_admin/billing", admin(admin_billing), methods=["GET", "PUT"]),
     ]
     app = Starlette(
         routes=routes,

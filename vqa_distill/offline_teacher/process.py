@@ -76,6 +76,10 @@ class TeacherServerHandle:
         """Set requests and tokens per minute per model (None: unlimited); every bucket starts full."""
         return self._admin("PUT", "/_admin/limits", {"rpm": rpm, "tpm": tpm})
 
+    def set_billing(self, bill_hung_up: bool) -> None:
+        """Bill (or not) an answer whose client hung up during its latency, as a real API bills it."""
+        self._admin("PUT", "/_admin/billing", {"bill_hung_up": bill_hung_up})
+
     def log(self) -> str:
         """Return what the server process printed so far (stdout and stderr)."""
         return self.log_path.read_text(encoding="utf-8", errors="replace")

@@ -6,6 +6,7 @@ POST /_admin/reset        clear stats and fault counts; restore the configured r
 GET|PUT /_admin/faults    read / replace the fault rules (a JSON list)
 GET|PUT /_admin/latency   read / set {"latency_s": .., "jitter_s": ..}
 GET|PUT /_admin/limits    read / set {"rpm": .., "tpm": ..} (null: unlimited); GET adds what each model has left
+GET|PUT /_admin/billing   read / set {"bill_hung_up": ..}: bill an answer whose client hung up, as a real API does
 ```
 """
 
@@ -21,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from vqa_distill.offline_teacher.rules.schema import (
+    BillingSettings,
     LatencySettings,
     LimitSettings,
     openai_error,
@@ -86,6 +88,17 @@ async def admin_latency(request: Request, state: TeacherState) -> Response:
             return openai_error(400, f"Invalid latency settings: {exc}", param="latency_s")
         state.latency_s, state.jitter_s = settings.latency_s, settings.jitter_s
     return JSONResponse({"latency_s": state.latency_s, "jitter_s": state.jitter_s})
+
+
+async def admin_billing(request: Request, state: TeacherState) -> Response:
+    """Return whether hung-up clients' answers are billed, or set it (PUT)."""
+    if request.method == "PUT":
+        try:
+            settings = BillingSettings.model_validate(await _json_body(request))
+        except ValidationError as exc:
+            return openai_error(400, f"Invalid billing settings: {exc}", param="bill_hung_up")
+        state.config.bill_hung_up = settings.bill_hung_up
+    return JSONResponse({"bill_hung_up": state.config.bill_hung_up})
 
 
 async def admin_limits(request: Request, state: TeacherState) -> Response:

@@ -83,6 +83,13 @@ class LatencySettings(BaseModel):
     jitter_s: float = Field(default=0.0, ge=0)
 
 
+class BillingSettings(BaseModel):
+    """Body of ``PUT /_admin/billing``."""
+
+    model_config = ConfigDict(extra="forbid")
+    bill_hung_up: bool
+
+
 class LimitSettings(BaseModel):
     """Body of ``PUT /_admin/limits``: requests and tokens per minute, ``None`` for unlimited."""
 
