@@ -87,9 +87,10 @@ def run_label() -> str:
 def task_run_name() -> str:
     """Name each run after its image's path in the folder, so the UI lists ``ask-teacher[line 2/cat_001.jpg]``.
 
-    The full relative path, not the base name: ``failed`` and ``retry-failed`` read the image back
-    from this name, and ``a/x.jpg`` and ``b/x.jpg`` are two images. A generated question adds its
-    number: ``ask-teacher[line 2/cat_001.jpg #3]``.
+    The full relative path, not the base name: ``a/x.jpg`` and ``b/x.jpg`` are two images. A
+    generated question adds its number: ``ask-teacher[line 2/cat_001.jpg #3]``. The name is for
+    people: the API may list a run under Prefect's default name (``ask-teacher-ffb``) for a while,
+    or for good, so ``failed`` and ``retry-failed`` find failed images in the ledger instead.
     """
     return f"ask-teacher[{run_label()}]"
 

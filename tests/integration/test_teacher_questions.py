@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.helpers import REPO_ROOT, generate_args, run_cli
+from tests.support.ops_fixtures import wait_for
 from tests.support.qa_helpers import (
     QA_PROMPT,
     asked,
@@ -29,6 +30,22 @@ from tests.support.qa_helpers import (
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.dataset.similarity import near_duplicate_questions, normalize
 from vqa_distill.teacher.ledger.records import STATUS_ANSWERED, Ledger
+
+DATA_NAMED = ("ask-questions[", "ask-teacher[")  # a run named after its data; before that, ask-teacher-ffb
+
+
+def data_named_runs(flow_run_id: str, count: int) -> list[str]:
+    """Return the sorted names of the flow run's question and answer runs once ``count`` are named after their data.
+
+    The API records a run under Prefect's default name first and its rename a moment later.
+    """
+
+    def named() -> list[str] | None:
+        names = sorted(n for n in task_run_names(flow_run_id, expected=0) if n.startswith(DATA_NAMED))
+        return names if len(names) >= count else None
+
+    found: list[str] = wait_for(named, what=f"{count} task runs named after their data")
+    return found
 
 
 def test_each_image_gets_n_distinct_questions_each_answered_beside_its_image(
@@ -60,9 +77,10 @@ def test_each_image_gets_n_distinct_questions_each_answered_beside_its_image(
     assert read_jsonl_lines(tmp_path / "out" / "rejected.jsonl") == []
     assert (tmp_path / "out" / "review.html").is_file()
 
-    names = task_run_names(outcome.flow_run_id or "", expected=20)
-    assert sorted(n for n in names if n.startswith("ask-questions[")) == [f"ask-questions[qa_0{i}.png]" for i in range(4)]
-    assert "ask-teacher[qa_00.png #1]" in names and "ask-teacher[qa_03.png #4]" in names
+    # Each run is named after its data: the question list after its image, each answer after its question.
+    expected = [f"ask-questions[qa_0{i}.png]" for i in range(4)]
+    expected += [f"ask-teacher[qa_0{i}.png #{k}]" for i in range(4) for k in range(1, 5)]
+    assert data_named_runs(outcome.flow_run_id or "", len(expected)) == sorted(expected)
 
     # A rerun asks nothing: every question list and answer is in the ledger.
     teacher.reset()

@@ -1,24 +1,40 @@
-"""Find a teacher run's failed images through the Prefect API, and the request keys that re-ask them.
+"""Find a teacher run's failed requests, and the request keys that re-ask them.
 
 A run is named by its flow run id or ``latest`` (the most recent ``generate`` flow run). A pipeline,
 nightly-refresh or retry-failed run is resolved to the ``generate`` run inside it, so any id the UI
-shows works. A sharded run's task runs live in its ``teacher-shard`` child runs: the latest try of each
-shard in the parent's latest attempt counts (``teacher/prefect_runs/shard_runs.py``). The Prefect API says which images failed and why (one ``ask-teacher[<file>]`` task run
-per image, its state message carrying the HTTP status and the API's message, or the decode error);
-the run folder's ledger, found through the run's ``params.out`` parameter, holds the request keys.
+shows works. A sharded run's requests are asked in its ``teacher-shard`` child runs: the latest try
+of each shard in the parent's latest attempt counts (``teacher/prefect_runs/shard_runs.py``).
+
+Which requests failed is read from the run folder's ledger (found through the run's ``params.out``
+parameter), the source of truth: each failure is recorded with its image, its reason and the flow
+run that tried it. The Prefect API adds each one's failed task run, for people, and the failed task
+runs that left no record (a crash before recording). Names are for people, not for finding images:
+Prefect lists a task run under its default name (``ask-teacher-ffb``) until the rename after its data
+(``ask-teacher[<file>]``) reaches the API, or for good when it never does, and it stores no task
+parameters. Only a failed task run with no record is listed by the image its name gives, else with
+an empty file and its task run id.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterable
+from collections import defaultdict, deque
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
-from vqa_distill.errors import ConfigError, FatalRunError
-from vqa_distill.teacher.ledger.records import STATUS_FAILED, Ledger, ledger_exists
+from vqa_distill.errors import ConfigError, FatalRunError, LedgerUnavailable
+from vqa_distill.teacher.ledger.records import (
+    KIND_ANSWER,
+    KIND_JUDGE,
+    KIND_QUESTIONS,
+    STATUS_FAILED,
+    Ledger,
+    TeacherRecord,
+    ledger_exists,
+)
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.prefect_runs.shard_runs import SHARD_FLOW, current_shard_runs
 
@@ -30,26 +46,33 @@ GENERATE_FLOW = "generate"
 LATEST = "latest"
 PAGE_SIZE = 200  # the server's default page limit; failures are read page by page
 FAILED_STATE_TYPES = ("FAILED", "CRASHED")
+UNKNOWN_FILE = ""  # the file of a failed task run that neither the ledger nor its name ties to an image
 
-# ask-teacher[<path>], ask-teacher[<path> #k] (a generated question), ask-questions[<path>], judge-answer[<path> #k]
-_TASK_RUN_NAME = re.compile(r"^(?:ask-teacher|ask-questions|judge-answer)\[(?P<file>.*?)(?: #\d+)?\]$")
+# The ledger kind of each teacher-stage task.
+KIND_OF_TASK = {"ask-teacher": KIND_ANSWER, "ask-questions": KIND_QUESTIONS, "judge-answer": KIND_JUDGE}
+# A teacher-stage task run's name: after its data, ask-teacher[<path>], ask-teacher[<path> #k] (a generated
+# question), ask-questions[<path>], judge-answer[<path> #k]; or Prefect's default, ask-teacher-ffb.
+_TASK_RUN_NAME = re.compile(
+    r"^(?P<task>ask-teacher|ask-questions|judge-answer)(?:\[(?P<file>.*?)(?: #\d+)?\]|-[^\[\]]*)?$"
+)
 # Prefect prefixes a failed task's message with this; the rest is "ErrorClass: what the API said".
 _PREFECT_PREFIX = "Task run encountered an exception "
 
 
 @dataclass(frozen=True)
 class FailedImage:
-    """One failed ask-teacher task run: the image's path in its folder, why it failed, and how many attempts."""
+    """One failed request: the image's path in its folder (empty when unknown), why, how many attempts, its task run."""
 
     file: str
     reason: str
     attempts: int
-    task_run_id: str
+    task_run_id: str  # empty when no failed task run is tied to it (a Batch API request, or not recorded yet)
+    task_run_name: str = ""  # as the API lists it now: for people, never parsed for the image
 
 
 @dataclass(frozen=True)
 class FailedRun:
-    """A teacher flow run, where it wrote, and its failed images."""
+    """A teacher flow run, where it wrote, and its failed requests."""
 
     flow_run_id: str
     flow_run_name: str
@@ -66,6 +89,12 @@ class FailedRun:
         return data
 
 
+def task_of(task_run_name: str) -> str | None:
+    """Return the teacher-stage task a run belongs to, from its name or Prefect's default one, else None."""
+    match = _TASK_RUN_NAME.match(task_run_name)
+    return match.group("task") if match else None
+
+
 def file_of(task_run_name: str) -> str | None:
     """Return the image's relative path named by a teacher-stage task run (``ask-teacher[<path> #k]``...), else None."""
     match = _TASK_RUN_NAME.match(task_run_name)
@@ -78,17 +107,91 @@ def reason_of(state_message: str | None) -> str:
     return message.removeprefix(_PREFECT_PREFIX)
 
 
-def failed_image(task_run: TaskRun) -> FailedImage | None:
-    """Describe a failed ask-teacher task run; None for any other task."""
-    file = file_of(task_run.name)
-    if file is None:
-        return None
-    return FailedImage(
-        file=file,
-        reason=reason_of(task_run.state.message if task_run.state else None),
-        attempts=max(task_run.run_count, 1),
-        task_run_id=str(task_run.id),
+def record_reason(record: TeacherRecord) -> str:
+    """Return why a failed record failed, as a task run's state message says it (and its batch, if any)."""
+    reason = f"{record.error_class}: {record.error_message}"
+    return reason + (f" (batch {record.batch_id})" if record.batch_id else "")
+
+
+def task_run_reason(task_run: TaskRun) -> str:
+    """Return why a failed task run failed, from its state message."""
+    return reason_of(task_run.state.message if task_run.state else None)
+
+
+def stage_of(task_run: TaskRun) -> tuple[str, str] | None:
+    """Return (flow run id, ledger kind) of a teacher-stage task run, whatever its name; None for other tasks."""
+    task = task_of(task_run.name)
+    return (str(task_run.flow_run_id), KIND_OF_TASK[task]) if task else None
+
+
+def tie(task_runs: Iterable[TaskRun], records: Iterable[TeacherRecord]) -> dict[str, TaskRun]:
+    """Return the failed task run of each failed record (by request key) that one can be tied to.
+
+    A task run and a record belong together when they are of the same flow run and stage and the
+    run's name gives the record's image. A run still under Prefect's default name is tied to a record
+    of its stage left over: one with the same reason first, then any (which of them is then a guess,
+    and only the task run shown beside the image depends on it). Each run is tied to one record.
+    """
+    pools: dict[tuple[str | None, ...], deque[TaskRun]] = defaultdict(deque)
+    for run in task_runs:
+        if (stage := stage_of(run)) is None:
+            continue
+        if (file := file_of(run.name)) is not None:
+            pools[("name", *stage, file)].append(run)
+        else:
+            pools[("reason", *stage, task_run_reason(run))].append(run)
+            pools[("stage", *stage)].append(run)
+    records = list(records)
+    pool_keys: tuple[Callable[[TeacherRecord], tuple[str | None, ...]], ...] = (
+        lambda record: ("name", record.flow_run_id, record.kind, record.rel_path),
+        lambda record: ("reason", record.flow_run_id, record.kind, record_reason(record)),
+        lambda record: ("stage", record.flow_run_id, record.kind),
     )
+    ties: dict[str, TaskRun] = {}
+    taken: set[UUID] = set()
+    for pool_key in pool_keys:  # names first: a default-named run never takes a named run's record
+        for record in records:
+            pool = pools.get(pool_key(record))
+            while record.key not in ties and pool:
+                run = pool.popleft()
+                if run.id not in taken:
+                    taken.add(run.id)
+                    ties[record.key] = run
+    return ties
+
+
+def identify(task_runs: Iterable[TaskRun], records: Iterable[TeacherRecord]) -> list[FailedImage]:
+    """Return the failed requests: each failed record with its task run, then the teacher-stage runs left.
+
+    A failed task run tied to no record failed without recording (a crash): it is listed by the image
+    its name gives, else with an empty file and its task run id. Sorted by file, unknown ones last.
+    """
+    runs = [run for run in task_runs if stage_of(run) is not None]
+    records = list(records)
+    ties = tie(runs, records)
+    images = [
+        FailedImage(
+            file=record.rel_path,
+            reason=record_reason(record),
+            attempts=max(record.attempts, 1),
+            task_run_id=str(ties[record.key].id) if record.key in ties else "",
+            task_run_name=ties[record.key].name if record.key in ties else "",
+        )
+        for record in records
+    ]
+    tied = {run.id for run in ties.values()}
+    images += [
+        FailedImage(
+            file=file_of(run.name) or UNKNOWN_FILE,
+            reason=task_run_reason(run),
+            attempts=max(run.run_count, 1),
+            task_run_id=str(run.id),
+            task_run_name=run.name,
+        )
+        for run in runs
+        if run.id not in tied
+    ]
+    return sorted(images, key=lambda image: (image.file == UNKNOWN_FILE, image.file, image.task_run_name))
 
 
 async def resolve_teacher_run(client: PrefectClient, ref: str) -> FlowRun:
@@ -133,8 +236,8 @@ async def resolve_teacher_run(client: PrefectClient, ref: str) -> FlowRun:
     return children[0]
 
 
-async def read_failed_images(client: PrefectClient, flow_run_id: UUID) -> list[FailedImage]:
-    """Return the failed (or crashed) ask-teacher task runs of one flow run, sorted by file name."""
+async def read_failed_task_runs(client: PrefectClient, flow_run_id: UUID) -> list[TaskRun]:
+    """Return the failed (or crashed) teacher-stage task runs of one flow run, whatever their names."""
     from prefect.client.schemas.filters import (
         FlowRunFilter,
         FlowRunFilterId,
@@ -148,7 +251,7 @@ async def read_failed_images(client: PrefectClient, flow_run_id: UUID) -> list[F
     failed_states = TaskRunFilter(
         state=TaskRunFilterState(type=TaskRunFilterStateType(any_=[StateType(t) for t in FAILED_STATE_TYPES]))
     )
-    images: list[FailedImage] = []
+    runs: list[TaskRun] = []
     offset = 0
     while True:
         page = await client.read_task_runs(
@@ -158,62 +261,47 @@ async def read_failed_images(client: PrefectClient, flow_run_id: UUID) -> list[F
             limit=PAGE_SIZE,
             offset=offset,
         )
-        images += [image for image in map(failed_image, page) if image is not None]
+        runs += [run for run in page if task_of(run.name) is not None]
         if len(page) < PAGE_SIZE:
-            return images
+            return runs
         offset += PAGE_SIZE
 
 
+def ledger_failures(out: str | None, flow_run_ids: Iterable[str]) -> list[TeacherRecord]:
+    """Return the records still failed whose last attempt belonged to one of the runs (none without a ledger here)."""
+    if not out or not ledger_exists(out):
+        return []
+    try:
+        with Ledger(out) as ledger:
+            return [record for run_id in flow_run_ids for record in ledger.failed_in_run(run_id)]
+    except LedgerUnavailable as exc:
+        raise FatalRunError(f"cannot read the ledger of the run folder {out}: {exc}") from exc
+
+
 async def find_failed(ref: str) -> FailedRun:
-    """Resolve ``ref`` on the configured Prefect API and list that run's failed images."""
+    """Resolve ``ref`` on the configured Prefect API and list that run's failed requests."""
     import httpx
     from prefect.client.orchestration import get_client
 
     async with get_client() as client:
         try:
             run = await resolve_teacher_run(client, ref)
-            images = await read_failed_images(client, run.id)
             shards = await current_shard_runs(client, run.id)
-            for shard in shards:
-                images = merge_failed(images, await read_failed_images(client, shard.id))
+            task_runs = [task_run for r in (run, *shards) for task_run in await read_failed_task_runs(client, r.id)]
         except httpx.TransportError as exc:
             raise FatalRunError(f"cannot reach the Prefect API at {client.api_url}: {exc}") from exc
     parameters = dict(run.parameters or {})
     out = (parameters.get("params") or {}).get("out")
-    if (parameters.get("params") or {}).get("batch"):  # batch lines have no task run: the ledger says
-        images = merge_failed(images, batch_failures(out, str(run.id)))
+    records = ledger_failures(out, [str(r.id) for r in (run, *shards)])
     return FailedRun(
         flow_run_id=str(run.id),
         flow_run_name=run.name,
         state=(run.state.name if run.state else None) or "unknown",
         out=str(out) if out else None,
-        images=images,
+        images=identify(task_runs, records),
         shard_run_ids=[str(shard.id) for shard in shards],
         parameters=parameters,
     )
-
-
-def batch_failures(out: str | None, flow_run_id: str) -> list[FailedImage]:
-    """Return the failed records of a Batch API run, by image, from its ledger (none when not on this machine)."""
-    if not out or not ledger_exists(out):
-        return []
-    with Ledger(out) as ledger:
-        return [
-            FailedImage(
-                file=record.rel_path,
-                reason=f"{record.error_class}: {record.error_message}"
-                + (f" (batch {record.batch_id})" if record.batch_id else ""),
-                attempts=max(record.attempts, 1),
-                task_run_id="",
-            )
-            for record in ledger.failed_in_run(flow_run_id)
-        ]
-
-
-def merge_failed(images: list[FailedImage], more: list[FailedImage]) -> list[FailedImage]:
-    """Add ``more`` failed images to ``images`` (an image listed once), sorted by file."""
-    listed = {image.file for image in images}
-    return sorted([*images, *(image for image in more if image.file not in listed)], key=lambda image: image.file)
 
 
 def teacher_params_of(run: FailedRun) -> TeacherParams:
@@ -229,7 +317,7 @@ def keys_to_retry(out: str | Path, flow_run_ids: str | Collection[str], failed_p
 
     A record carries the id of the run that last tried it; a later run (an earlier retry) may have
     re-recorded it, so records still failed whose image path (relative to the images folder, never
-    the bare file name: ``a/x.jpg`` is not ``b/x.jpg``) is among the run's failed task runs count too.
+    the bare file name: ``a/x.jpg`` is not ``b/x.jpg``) is among the run's failed requests count too.
     Answered keys are never returned: the ledger never turns an answer back into a failure.
     """
     if not ledger_exists(out):
@@ -237,7 +325,7 @@ def keys_to_retry(out: str | Path, flow_run_ids: str | Collection[str], failed_p
             f"no ledger for the run folder {out}: not on this machine, or the run used a shared ledger "
             "(set VQA_DISTILL_LEDGER_URL, or pass --ledger-url, as the run had it)"
         )
-    paths = set(failed_paths)
+    paths = set(failed_paths) - {UNKNOWN_FILE}
     runs = {flow_run_ids} if isinstance(flow_run_ids, str) else set(flow_run_ids)
     with Ledger(out) as ledger:
         return [
