@@ -1,9 +1,9 @@
 """The ``retry-failed`` flow: re-ask only the images that failed in one teacher run, then rebuild its dataset.
 
-The failed images come from the Prefect API (the run's failed ``ask-teacher`` task runs, or those of
-its ``teacher-shard`` runs), the request
-keys from the run folder's ledger; the teacher run is repeated with its own parameters, limited to
-those keys. Answered images are never asked again, so this costs only the failed requests.
+The failed requests come from the run folder's ledger (the failures the run, or its current
+``teacher-shard`` runs, recorded: a task run's name may lag at Prefect's default, so names are only
+for people); the teacher run is repeated with its own parameters, limited to those keys. Answered
+images are never asked again, so this costs only the failed requests.
 """
 
 from __future__ import annotations
