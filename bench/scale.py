@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vqa_distill.ops import stack
 from vqa_distill.ops.prefect_server import free_port
 from vqa_distill.ops.stack_state import stack_client_env
-from vqa_distill.ops.team import LEDGER_URL_ENV, TeamOptions
+from vqa_distill.ops.team import TeamOptions
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -121,9 +121,7 @@ def main() -> None:
         teacher(admin, "PUT", "/_admin/latency", {"latency_s": args.latency, "jitter_s": 0.0})
         images = home / "stack" / "shared" / "images"
         make_images(images, args.images)
-        secret = (home / "stack" / "secrets" / "postgres-password").read_text().strip()
-        ledger_url = f"postgresql+psycopg://postgres:{secret}@127.0.0.1:{team.postgres_port}/ledger"
-        env = {**os.environ, **stack_client_env(home / "stack"), LEDGER_URL_ENV: ledger_url}
+        env = {**os.environ, **stack_client_env(home / "stack")}  # the ledger's own role, as the workers
         base_url = state.services["teacher"]
         out = home / "stack" / "shared" / "runs"
         print(f"{args.images} images, teacher latency {args.latency:.1f} s, {args.concurrency} in flight per worker", flush=True)

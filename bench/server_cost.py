@@ -33,7 +33,6 @@ from vqa_distill.ops import stack
 from vqa_distill.ops.prefect_server import free_port
 from vqa_distill.ops.stack_state import stack_client_env
 from vqa_distill.ops.team import TeamOptions
-from vqa_distill.teacher.ledger.records import LEDGER_URL_ENV
 
 REPO = Path(__file__).resolve().parents[1]
 TABLES = ("flow_run", "task_run", "task_run_state", "log", "events", "event_resources", "artifact")
@@ -93,7 +92,7 @@ def main() -> None:
         secret = (home / "stack" / "secrets" / "postgres-password").read_text().strip()
         base = f"postgresql://postgres:{secret}@127.0.0.1:{team.postgres_port}"
         client_env = stack_client_env(home / "stack")
-        env = {**os.environ, **client_env, LEDGER_URL_ENV: f"postgresql+psycopg://{base.split('://')[1]}/ledger"}
+        env = {**os.environ, **client_env}  # the ledger's own role, as the workers
         user, password = client_env["PREFECT_API_AUTH_STRING"].split(":", 1)
         api = httpx.Client(base_url=state.api_url, auth=(user, password), timeout=300)
         for size in args.sizes:

@@ -183,6 +183,10 @@ def test_team_stack_refuses_strangers(team_stack: TeamStack) -> None:  # noqa: F
         psycopg.connect(host="127.0.0.1", port=pg_port, user="postgres", dbname="ledger", connect_timeout=10).close()
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(host="127.0.0.1", port=pg_port, user="postgres", password="wrong", dbname="ledger").close()
+    # The workers' password opens the ledger and nothing else (Prefect's database has a role of its own).
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        psycopg.connect(host="127.0.0.1", port=pg_port, user="vqa_ledger", password=team.secret("ledger-password"),
+                        dbname="prefect", connect_timeout=10).close()  # fmt: skip
 
     # Secrets live in files only their owner reads, and the state file, env.sh and logs hold none.
     secret_files = list((team.home / "secrets").iterdir())
@@ -196,7 +200,7 @@ def test_team_stack_refuses_strangers(team_stack: TeamStack) -> None:  # noqa: F
 
 def _ledger_url(team: TeamStack) -> str:
     pg_port = int(team.state["services"]["postgresql"].split(":")[1].split()[0])
-    return f"postgresql+psycopg://postgres:{team.secret('postgres-password')}@127.0.0.1:{pg_port}/ledger"
+    return f"postgresql+psycopg://vqa_ledger:{team.secret('ledger-password')}@127.0.0.1:{pg_port}/ledger"
 
 
 def _wait_for_parent(team: TeamStack, parent: subprocess.Popen[str]) -> str:

@@ -6,8 +6,9 @@ user must be able to reach the data folder: a folder under ``/root`` is not reac
 ``init_cluster`` says so instead of letting initdb fail obscurely; put clusters under ``/var/lib`` or
 ``/srv``, or a temp folder opened to others (``mkdtemp`` + ``chmod 755``, as the tests do).
 
-Nothing trusts: local connections use peer authentication, TCP connections (any address, v4 and v6)
-a scram-sha-256 password. The superuser's password reaches initdb in a file readable by that user
+Nothing trusts: local connections use peer authentication, TCP connections from loopback a
+scram-sha-256 password (initdb's own rules). Who else may connect, and to what, is the team stack's
+to say (postgres_access.py). The superuser's password reaches initdb in a file readable by that user
 only, deleted right after.
 """
 
@@ -37,10 +38,6 @@ START_TIMEOUT_S = 60.0  # crash recovery after a kill replays the WAL first
 INITDB_TIMEOUT_S = 120.0
 READY_TIMEOUT_S = 3  # one pg_isready probe
 INSTALL_HINT = "apt-get install -y postgresql"
-HBA_LINES = (
-    "host    all             all             0.0.0.0/0               scram-sha-256",
-    "host    all             all             ::/0                    scram-sha-256",
-)
 
 
 def find_postgres_bin() -> Path:
@@ -116,8 +113,6 @@ def init_cluster(data_dir: Path, password: str, *, os_user: str = OS_USER) -> No
         shutil.rmtree(secret_dir, ignore_errors=True)
     if done.returncode != 0:
         raise FatalRunError(f"initdb failed for {data_dir}:\n{(done.stdout + done.stderr)[-2000:]}")
-    with (data_dir / "pg_hba.conf").open("a", encoding="utf-8") as hba:
-        hba.write("\n# any address, by password (scram-sha-256): nothing trusts\n" + "\n".join(HBA_LINES) + "\n")
 
 
 def postgres_argv(data_dir: Path, port: int, listen: str = "127.0.0.1", *, os_user: str = OS_USER) -> list[str]:

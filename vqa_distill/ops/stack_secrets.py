@@ -1,9 +1,11 @@
 """The team stack's passwords: generated once at ``stack up``, kept in files only their owner can read.
 
 PostgreSQL, Redis and the Prefect API listen beyond loopback in the team stack, so each requires a
-secret. They are made with ``secrets.token_urlsafe`` the first time, written to ``<home>/secrets/``
-(a 0700 folder of 0600 files) and read back by every later ``up``: a PostgreSQL cluster initialised
-with a password must be started with the same one. No secret is printed, logged or written to the
+secret; PostgreSQL has three, one per role (the superuser, reached from loopback only; the ledger's
+role, which workers hold; Prefect's role, which only the server holds). They are made with
+``secrets.token_urlsafe`` the first time, written to ``<home>/secrets/`` (a 0700 folder of 0600
+files) and read back by every later ``up``: a PostgreSQL cluster initialised with a password must be
+started with the same one. No secret is printed, logged or written to the
 stack's state file; ``env.sh`` reads them from these files when it is sourced.
 """
 
@@ -16,6 +18,8 @@ from pathlib import Path
 
 SECRETS_DIR = "secrets"
 POSTGRES_PASSWORD_FILE = "postgres-password"
+LEDGER_PASSWORD_FILE = "ledger-password"  # the ledger database's own role (workers, clients)
+PREFECT_DB_PASSWORD_FILE = "prefect-db-password"  # Prefect's database's own role (the server only)
 REDIS_PASSWORD_FILE = "redis-password"
 PREFECT_AUTH_FILE = "prefect-auth"  # "user:password", Prefect's PREFECT_SERVER_API_AUTH_STRING
 PREFECT_AUTH_USER = "vqa"
@@ -23,10 +27,12 @@ PREFECT_AUTH_USER = "vqa"
 
 @dataclass(frozen=True)
 class StackSecrets:
-    """The three secrets of a team stack and the folder they live in."""
+    """The secrets of a team stack and the folder they live in."""
 
     folder: Path
     postgres_password: str
+    ledger_password: str
+    prefect_db_password: str
     redis_password: str
     prefect_auth: str
 
@@ -61,6 +67,8 @@ def load_secrets(home: Path) -> StackSecrets:
     return StackSecrets(
         folder=folder,
         postgres_password=_read_or_create(folder, POSTGRES_PASSWORD_FILE, secrets.token_urlsafe(24)),
+        ledger_password=_read_or_create(folder, LEDGER_PASSWORD_FILE, secrets.token_urlsafe(24)),
+        prefect_db_password=_read_or_create(folder, PREFECT_DB_PASSWORD_FILE, secrets.token_urlsafe(24)),
         redis_password=_read_or_create(folder, REDIS_PASSWORD_FILE, secrets.token_urlsafe(24)),
         prefect_auth=_read_or_create(folder, PREFECT_AUTH_FILE, f"{PREFECT_AUTH_USER}:{secrets.token_urlsafe(24)}"),
     )

@@ -6,7 +6,8 @@ and the lease storage, and the API closed by ``PREFECT_SERVER_API_AUTH_STRING``.
 PostgreSQL holds the shared answer ledger (database ``ledger``) and the same Redis the global rate
 limit (database 1, apart from Prefect's 0). Every listener binds beyond loopback, so each requires
 its secret (stack_secrets.py); workers reach them by ``service_host``: the bridge address when they
-run in namespaces of their own, else loopback.
+run in namespaces of their own, else loopback. Each database has a role of its own
+(postgres_access.py): a worker's password opens the ledger and nothing else.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from vqa_distill.ops.stack_secrets import POSTGRES_PASSWORD_FILE, REDIS_PASSWORD_FILE, StackSecrets
+from vqa_distill.ops.postgres_access import DatabaseGrant
+from vqa_distill.ops.stack_secrets import LEDGER_PASSWORD_FILE, REDIS_PASSWORD_FILE, StackSecrets
 from vqa_distill.ops.stack_state import AUTH_ENV, PASSWORD_SLOT, SecretUrl, StackState
 from vqa_distill.paths import DEFAULT_POSTGRES_PORT, DEFAULT_REDIS_PORT, LOOPBACK
 from vqa_distill.teacher.ledger.records import LEDGER_URL_ENV
@@ -24,6 +26,9 @@ from vqa_distill.teacher.ratelimit.global_gate import REDIS_URL_ENV
 
 PREFECT_DATABASE = "prefect"
 LEDGER_DATABASE = "ledger"
+PREFECT_ROLE = "vqa_prefect"  # owns Prefect's database and reaches nothing else
+LEDGER_ROLE = "vqa_ledger"  # owns the ledger database (a schema per run folder) and reaches nothing else
+SUPERUSER = "postgres"  # the cluster's administrator: from loopback only
 PREFECT_REDIS_DB = 0
 LIMIT_REDIS_DB = 1
 ANY_ADDRESS = "0.0.0.0"
@@ -58,33 +63,40 @@ class ServiceEnv:
     clients: dict[str, SecretUrl] = field(default_factory=dict)  # a CLI or shell on this host: loopback
 
 
+def postgres_grants() -> tuple[DatabaseGrant, DatabaseGrant]:
+    """The stack's databases and their roles: Prefect's for the server, the ledger's for workers and clients."""
+    return DatabaseGrant(PREFECT_DATABASE, PREFECT_ROLE), DatabaseGrant(LEDGER_DATABASE, LEDGER_ROLE)
+
+
 def start_postgres_service(
     state: StackState, secrets: StackSecrets, options: TeamOptions, service_host: str, say: Callable[[str], None]
 ) -> ServiceEnv:
-    """Start PostgreSQL as its own user (data under ``<home>/postgres``); create the Prefect and ledger databases."""
-    from vqa_distill.ops.postgres import create_database, database_url, init_cluster, start_postgres
+    """Start PostgreSQL as its own user (data under ``<home>/postgres``); give each database its own role.
+
+    The superuser's password stays on this host (loopback only): the server gets Prefect's role,
+    workers and clients the ledger's, and neither opens the other's database.
+    """
+    from vqa_distill.ops.postgres import database_url, init_cluster, start_postgres
+    from vqa_distill.ops.postgres_access import grant_databases, write_hba
 
     home = Path(state.home)
     data_dir = home / "postgres"
+    prefect, ledger = postgres_grants()
     init_cluster(data_dir, secrets.postgres_password)
+    write_hba(data_dir, (prefect, ledger))
     process = state.record(start_postgres(data_dir, options.postgres_port, home / "logs", listen=ANY_ADDRESS))
-    admin = database_url("postgres", secrets.postgres_password, LOOPBACK, options.postgres_port, "postgres")
-    for name in (PREFECT_DATABASE, LEDGER_DATABASE):
-        create_database(admin, name)
-    state.services["postgresql"] = f"{service_host}:{options.postgres_port} (pid {process.pid})"
-    say(f"postgresql listening on port {options.postgres_port} (databases {PREFECT_DATABASE}, {LEDGER_DATABASE})")
-    prefect_url = database_url("postgres", secrets.postgres_password, LOOPBACK, options.postgres_port, PREFECT_DATABASE)
+    port = options.postgres_port
+    admin = database_url(SUPERUSER, secrets.postgres_password, LOOPBACK, port, "postgres")
+    grant_databases(admin, [(prefect, secrets.prefect_db_password), (ledger, secrets.ledger_password)])
+    state.services["postgresql"] = f"{service_host}:{port} (pid {process.pid})"
+    say(f"postgresql listening on port {port} (databases {PREFECT_DATABASE}, {LEDGER_DATABASE}, each with its own role)")
+    prefect_url = database_url(PREFECT_ROLE, secrets.prefect_db_password, LOOPBACK, port, PREFECT_DATABASE)
     return ServiceEnv(
         server={"PREFECT_API_DATABASE_CONNECTION_URL": prefect_url.replace("+psycopg", "+asyncpg", 1)},
-        workers={
-            LEDGER_URL_ENV: database_url(
-                "postgres", secrets.postgres_password, service_host, options.postgres_port, LEDGER_DATABASE
-            )
-        },
+        workers={LEDGER_URL_ENV: database_url(LEDGER_ROLE, secrets.ledger_password, service_host, port, LEDGER_DATABASE)},
         clients={
             LEDGER_URL_ENV: SecretUrl(
-                database_url("postgres", PASSWORD_SLOT, LOOPBACK, options.postgres_port, LEDGER_DATABASE),
-                POSTGRES_PASSWORD_FILE,
+                database_url(LEDGER_ROLE, PASSWORD_SLOT, LOOPBACK, port, LEDGER_DATABASE), LEDGER_PASSWORD_FILE
             )
         },
     )
