@@ -3,12 +3,14 @@
 A started process is identified by its pid and its start time, so a reused pid is never mistaken
 for it; it runs in its own session (Ctrl-C in the caller's shell does not reach it) with its output
 in a log file, whose tail is quoted when it fails to start. Stopping sends SIGTERM to it and its
-children, then SIGKILL after a grace period.
+children, then SIGKILL after a grace period. A process that died (killed, crashed) may leave
+children behind, still holding its port; they stay in its session, so stopping it stops them too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import socket
 import subprocess
@@ -37,6 +39,7 @@ class ManagedProcess:
     create_time: float
     argv: list[str]
     log: str
+    cwd: str = ""  # where it was started (empty in states written before it was recorded)
 
     def handle(self) -> psutil.Process | None:
         """Return the live process if it is still the one started (a reused pid is not), else None."""
@@ -74,7 +77,7 @@ def start_process(
             argv, env=dict(env), cwd=cwd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
             start_new_session=True, pass_fds=pass_fds,
         )  # fmt: skip
-    return ManagedProcess(name, process.pid, psutil.Process(process.pid).create_time(), argv, str(log_path))
+    return ManagedProcess(name, process.pid, psutil.Process(process.pid).create_time(), argv, str(log_path), str(cwd))
 
 
 def wait_until(ready: Callable[[], bool], process: ManagedProcess, timeout_s: float, what: str) -> None:
@@ -110,14 +113,47 @@ def is_healthy(url: str) -> bool:
 
 
 def stop_process(process: ManagedProcess, timeout_s: float = STOP_TIMEOUT_S) -> bool:
-    """Stop one started process and its children (SIGTERM, then SIGKILL); False when it was already gone."""
+    """Stop one started process and its children (SIGTERM, then SIGKILL); False when it was already gone.
+
+    When it is gone, what it left running in its session is stopped all the same (a crashed server's
+    children would keep its port).
+    """
     handle = process.handle()
     if handle is None:
+        _terminate(left_behind(process), timeout_s)
         return False
     try:
         tree = [handle, *handle.children(recursive=True)]
     except psutil.Error:
         tree = [handle]
+    _terminate(tree, timeout_s)
+    return True
+
+
+def left_behind(process: ManagedProcess) -> list[psutil.Process]:
+    """Return the processes still running in the session of a started process that is gone.
+
+    It was started in a session of its own (``start_new_session``), whose id is its pid. Linux keeps
+    that number reserved while any member of the session lives, so members found under it are its
+    own; a pid that now names a newer process means nothing of it is left.
+    """
+    try:
+        if abs(psutil.Process(process.pid).create_time() - process.create_time) > 1.0:
+            return []  # the pid was reused: its session had ended
+    except psutil.NoSuchProcess:
+        pass
+    except psutil.Error:
+        return []
+    members = []
+    for candidate in psutil.process_iter():
+        with contextlib.suppress(OSError, psutil.Error):
+            if candidate.pid != process.pid and os.getsid(candidate.pid) == process.pid:
+                members.append(candidate)
+    return members
+
+
+def _terminate(tree: list[psutil.Process], timeout_s: float) -> None:
+    """SIGTERM every process of ``tree``, then SIGKILL those still alive after ``timeout_s``."""
     for member in tree:
         with contextlib.suppress(psutil.Error):
             member.send_signal(signal.SIGTERM)
@@ -126,4 +162,3 @@ def stop_process(process: ManagedProcess, timeout_s: float = STOP_TIMEOUT_S) -> 
         with contextlib.suppress(psutil.Error):
             member.kill()
     psutil.wait_procs(still_alive, timeout=5)
-    return True

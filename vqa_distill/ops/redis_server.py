@@ -29,6 +29,7 @@ REDIS_START_TIMEOUT_S = 20.0  # an empty server starts in milliseconds; the marg
 PING_TIMEOUT_S = 1.0
 CONF_NAME = "redis.conf"
 # A password Redis' config parser reads back unchanged without quoting rules of its own.
+REDIS_ENV = {"PATH": "/usr/bin:/bin"}  # all redis-server gets of its starter's environment (it may hold secrets)
 PASSWORD_ALPHABET = frozenset(string.ascii_letters + string.digits + "-_.~")
 MIN_PASSWORD_CHARS = 16
 
@@ -98,7 +99,7 @@ def answers_ping(host: str, port: int, password: str) -> bool:
 def start_redis(data_dir: Path, port: int, password: str, logs: Path, *, bind: str = LOOPBACK) -> ManagedProcess:
     """Start ``redis-server`` on ``bind:port``; return once an authenticated PING answers."""
     argv = redis_argv(write_redis_conf(data_dir, port, password, bind=bind))
-    process = start_process(f"redis-{port}", argv, {"PATH": "/usr/bin:/bin"}, logs, cwd=data_dir)
+    process = start_process(f"redis-{port}", argv, REDIS_ENV, logs, cwd=data_dir)
     host = LOOPBACK if bind in ("0.0.0.0", "*", "::") else bind.split()[0]
     try:
         wait_until(lambda: answers_ping(host, port, password), process, REDIS_START_TIMEOUT_S, "redis server")

@@ -25,6 +25,7 @@ from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.ops import netns
 from vqa_distill.ops.deploy import DEFAULT_HEARTBEAT_S
 from vqa_distill.ops.prefect_server import SERVER_SETTINGS, SERVER_START_TIMEOUT_S, server_argv
+from vqa_distill.ops.stack_restart import note_ports
 from vqa_distill.ops.stack_secrets import load_secrets
 from vqa_distill.ops.stack_state import (
     DEFAULT_HOME,
@@ -105,7 +106,11 @@ def up(
         say(f"Prefect UI: {current.ui_url}")
         return current
     if current is not None:
-        raise ConfigError(f"a stack under {home} is partly stopped ({current.alive()}): run `vqa-distill stack down` first")
+        stopped = ", ".join(name for name, alive in current.alive().items() if not alive)
+        raise ConfigError(
+            f"the stack under {home} is partly stopped ({stopped}): `vqa-distill stack restart NAME` for each, "
+            "or `vqa-distill stack down` first"
+        )
     _check_ports(port, offline_teacher, teacher_port, team)
     home.mkdir(parents=True, exist_ok=True)
     env = stack_env(home, port)
@@ -163,12 +168,12 @@ def _start_all(
         state.client_urls = services.clients
     bind = ANY_ADDRESS if team.is_team else LOOPBACK
     server_env = {**env, **services.server}
-    server = state.record(start_process("prefect-server", server_argv(state.port, bind), server_env, logs))
+    server = state.record(start_process("prefect-server", server_argv(state.port, bind), server_env, logs), server_env)
     say(f"prefect server starting on {state.ui_url} (log: {server.log})")
     wait_until(lambda: is_healthy(f"{state.api_url}/health"), server, SERVER_START_TIMEOUT_S, "prefect server")
     if offline_teacher:
         argv = [sys.executable, "-m", "vqa_distill.cli", "teacher-server", "--host", bind, "--port", str(teacher_port)]
-        teacher = state.record(start_process("teacher-server", argv, env, logs))
+        teacher = state.record(start_process("teacher-server", argv, env, logs), env)
         wait_until(lambda: is_healthy(f"http://{LOOPBACK}:{teacher_port}/health"), teacher, 30, "offline teacher server")
         state.services["teacher"] = f"http://{service_host}:{teacher_port}/v1"
         say(f"offline teacher at http://{service_host}:{teacher_port}/v1 (accepts any API key)")
@@ -189,6 +194,7 @@ def _start_all(
     for index, spec in enumerate(specs):
         host = hosts[index] if index < len(hosts) else None
         start_worker(state, spec, worker_env, own_checkout=team.is_team or team.cpu_workers > 1, host=host, say=say)
+    note_ports(state)  # what `stack restart` waits for
     state.save()
 
 

@@ -1,14 +1,16 @@
 """What ``stack up`` started and where, read back by ``status``, ``down`` and every client command.
 
 ``<home>/state.json`` lists each started process with its start time (so ``down`` stops those and
-nothing else, even after a pid is reused), the network pieces it created (namespaces, bridge) and
-the stack's own settings. Secrets are never in it: a client reads the Prefect credentials from the
-stack's secret file when it needs them, and ``env.sh`` does the same when sourced.
+nothing else, even after a pid is reused) and how it was started (so ``restart`` starts a crashed
+one again), the network pieces it created (namespaces, bridge) and the stack's own settings.
+Secrets are never in it: a setting that holds one is kept as the name of the secret's file, read
+again when the setting is needed, and ``env.sh`` does the same when sourced.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -16,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from vqa_distill.atomic import atomic_write_text
+from vqa_distill.errors import FatalRunError
 from vqa_distill.ops.stack_secrets import PREFECT_AUTH_FILE, SECRETS_DIR, read_prefect_auth
 from vqa_distill.paths import REPO_ROOT
 from vqa_distill.supervisor import ManagedProcess, is_healthy
@@ -52,6 +55,56 @@ class SecretUrl:
 
 
 @dataclass
+class Launch:
+    """How ``up`` started one process, so ``restart`` can start it again once it has died.
+
+    ``env`` holds the settings it got beyond the environment of the command that ran ``up`` (its
+    whole environment when it inherited none, ``inherits`` False); a setting holding one of the
+    stack's secrets is in ``secret_env`` as a ``SecretUrl``, never by value. ``ports`` are those it
+    listened on once ready, which a restarted one must answer on again.
+    """
+
+    env: dict[str, str] = field(default_factory=dict)
+    secret_env: dict[str, SecretUrl] = field(default_factory=dict)
+    inherits: bool = True
+    ports: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, env: Mapping[str, str], home: Path, base: Mapping[str, str] = os.environ) -> Launch:
+        """Record ``env`` (a process's environment) against ``base``, each secret of ``home`` by its file's name."""
+        inherits = all(key in env for key in base)
+        secrets = _secret_values(home)
+        launch = cls(inherits=inherits)
+        for key, value in env.items():
+            if inherits and base.get(key) == value:
+                continue
+            held = [name for name, secret in secrets.items() if secret in value]
+            if not held:
+                launch.env[key] = value
+                continue
+            template = value.replace(secrets[held[0]], PASSWORD_SLOT)
+            if len(held) > 1 or PASSWORD_SLOT in value:
+                raise FatalRunError(f"cannot record the setting {key}: it holds more than one of the stack's secrets")
+            launch.secret_env[key] = SecretUrl(template, held[0])
+        return launch
+
+    def environment(self, home: Path, base: Mapping[str, str] = os.environ) -> dict[str, str]:
+        """Return the environment to start the process with again: ``base`` (when it inherited one), its settings, its secrets."""
+        env = dict(base) if self.inherits else {}
+        env.update(self.env)
+        env.update({key: url.fill(home) for key, url in self.secret_env.items()})
+        return env
+
+
+def _secret_values(home: Path) -> dict[str, str]:
+    """Return the stack's secrets by file name ({} for a stack without any)."""
+    folder = home / SECRETS_DIR
+    files = sorted(folder.iterdir()) if folder.is_dir() else []
+    values = {path.name: path.read_text(encoding="utf-8").strip() for path in files if path.suffix != ".tmp"}
+    return {name: value for name, value in values.items() if value}
+
+
+@dataclass
 class NetworkState:
     """The namespaces and bridge ``up`` created, so ``down`` removes exactly those."""
 
@@ -73,6 +126,7 @@ class StackState:
     network: NetworkState | None = None
     services: dict[str, str] = field(default_factory=dict)  # name -> address, shown by ``status``
     client_urls: dict[str, SecretUrl] = field(default_factory=dict)  # setting -> URL for a client on this host
+    launches: dict[str, Launch] = field(default_factory=dict)  # process name -> how it was started
 
     @classmethod
     def load(cls, home: Path) -> StackState | None:
@@ -84,6 +138,7 @@ class StackState:
         data["processes"] = [ManagedProcess(**p) for p in data.get("processes", [])]
         data["network"] = NetworkState(**data["network"]) if data.get("network") else None
         data["client_urls"] = {k: SecretUrl(**v) for k, v in data.get("client_urls", {}).items()}
+        data["launches"] = {k: _launch(v) for k, v in data.get("launches", {}).items()}
         return cls(**data)
 
     def save(self) -> None:
@@ -94,15 +149,22 @@ class StackState:
         """Return each started process's name and whether it still runs."""
         return {p.name: p.handle() is not None for p in self.processes}
 
-    def record(self, process: ManagedProcess) -> ManagedProcess:
-        """Add a started process and save at once, so a failed start can still be stopped."""
+    def record(self, process: ManagedProcess, env: Mapping[str, str]) -> ManagedProcess:
+        """Add a process started with ``env`` and save at once, so a failed start can still be stopped
+        and a dead process started again (``Launch``: its secrets by file name)."""
         self.processes.append(process)
+        self.launches[process.name] = Launch.of(env, Path(self.home))
         self.save()
         return process
 
     def process(self, name: str) -> ManagedProcess | None:
         """Return the started process called ``name``, if any."""
         return next((p for p in self.processes if p.name == name), None)
+
+
+def _launch(data: dict[str, Any]) -> Launch:
+    secret_env = {k: SecretUrl(**v) for k, v in data.pop("secret_env", {}).items()}
+    return Launch(secret_env=secret_env, **data)
 
 
 def shown_settings(env: Mapping[str, str], keys: set[str]) -> dict[str, str]:

@@ -74,7 +74,7 @@ def start_worker(
     argv = worker_argv(spec.pool, f"{spec.name}@{machine}", spec.limit)
     if host is not None:
         argv = netns.in_namespace(host["namespace"], argv)
-    worker = state.record(start_process(spec.name, argv, worker_env, home / "logs", cwd=cwd))
+    worker = state.record(start_process(spec.name, argv, worker_env, home / "logs", cwd=cwd), worker_env)
     wait_until(_log_says(worker, WORKER_READY), worker, WORKER_START_TIMEOUT_S, spec.name)
     where = f" in namespace {host['namespace']} ({host['address']})" if host else ""
     say(f"{spec.name} polling {spec.pool}{where} (log: {worker.log})")

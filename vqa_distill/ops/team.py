@@ -12,6 +12,7 @@ run in namespaces of their own, else loopback. Each database has a role of its o
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +85,8 @@ def start_postgres_service(
     prefect, ledger = postgres_grants()
     init_cluster(data_dir, secrets.postgres_password)
     write_hba(data_dir, (prefect, ledger))
-    process = state.record(start_postgres(data_dir, options.postgres_port, home / "logs", listen=ANY_ADDRESS))
+    env = dict(os.environ)  # PostgreSQL reads nothing of it; recorded so a restart starts it the same way
+    process = state.record(start_postgres(data_dir, options.postgres_port, home / "logs", listen=ANY_ADDRESS, env=env), env)
     port = options.postgres_port
     admin = database_url(SUPERUSER, secrets.postgres_password, LOOPBACK, port, "postgres")
     grant_databases(admin, [(prefect, secrets.prefect_db_password), (ledger, secrets.ledger_password)])
@@ -106,11 +108,12 @@ def start_redis_service(
     state: StackState, secrets: StackSecrets, options: TeamOptions, service_host: str, say: Callable[[str], None]
 ) -> ServiceEnv:
     """Start Redis with a password (data under ``<home>/redis``): Prefect's messaging and the global rate limit."""
-    from vqa_distill.ops.redis_server import redis_url, start_redis
+    from vqa_distill.ops.redis_server import REDIS_ENV, redis_url, start_redis
 
     home = Path(state.home)
     process = state.record(
-        start_redis(home / "redis", options.redis_port, secrets.redis_password, home / "logs", bind=ANY_ADDRESS)
+        start_redis(home / "redis", options.redis_port, secrets.redis_password, home / "logs", bind=ANY_ADDRESS),
+        REDIS_ENV,
     )
     state.services["redis"] = f"{service_host}:{options.redis_port} (pid {process.pid})"
     say(f"redis listening on port {options.redis_port}")
