@@ -53,8 +53,14 @@ class ManagedProcess:
 
 
 def port_is_free(port: int) -> bool:
-    """True when nothing listens on the loopback port."""
+    """True when nothing listens on the loopback port.
+
+    The probe binds with ``SO_REUSEADDR``, as servers do: a port whose last connections wait out
+    TIME_WAIT (a server stopped a moment ago) is free to listen on, and without the option the
+    probe would call it taken for a minute.
+    """
     with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind((LOOPBACK, port))
         except OSError:

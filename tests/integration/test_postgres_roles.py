@@ -71,8 +71,8 @@ def team_postgres() -> Iterator[TeamPostgres]:
     state = StackState(home=str(home), port=0, api_url="", ui_url="", env={})
     secrets = load_secrets(home)
     port = free_port()
-    services = start_postgres_service(state, secrets, TeamOptions(postgres=True, postgres_port=port), LOOPBACK, lambda _: None)
-    try:
+    try:  # a start that fails half-way has recorded what it started: stopped below all the same
+        services = start_postgres_service(state, secrets, TeamOptions(postgres=True, postgres_port=port), LOOPBACK, lambda _: None)
         yield TeamPostgres(home, port, secrets, services)
     finally:
         for process in state.processes:

@@ -9,6 +9,12 @@ module started earlier; else it starts one with Prefect's own ``prefect server s
 under the user's Prefect home, waits for it with a generous timeout, and says once where the UI is.
 ``prefect server stop`` stops it.
 
+A server already answering on the port is used only when it runs with this Prefect home (its
+``/api/admin/settings`` say which): another home's server would hold other blocks and runs, and a
+Secret block saved in this home would be "not found" there. The UI of a server started here calls
+the API on the server's own port (``PREFECT_SERVER_UI_API_URL``): Prefect's default is port 4200
+whatever the server listens on.
+
 Everything here runs before ``import prefect``: Prefect reads its settings once, at import.
 """
 
@@ -20,6 +26,8 @@ import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
+
+import httpx
 
 from vqa_distill.errors import FatalRunError
 from vqa_distill.ops.prefect_server import SERVER_SETTINGS
@@ -33,6 +41,8 @@ START_TIMEOUT_S = 240.0  # a fresh home migrates a new SQLite database: 19-29 s 
 POLL_S = 0.5
 PID_FILE = "server.pid"  # what `prefect server start --background` writes in the Prefect home
 LOG_FILE = "vqa-distill-server.log"
+UI_API_URL_SETTINGS = ("PREFECT_SERVER_UI_API_URL", "PREFECT_UI_API_URL")  # where the UI calls the API
+SETTINGS_TIMEOUT_S = 10.0
 
 
 def prefect_home(env: dict[str, str] | os._Environ[str] = os.environ) -> Path:
@@ -57,6 +67,29 @@ def local_api_url(port: int) -> str:
     return f"http://{LOOPBACK}:{port}/api"
 
 
+def server_home(api_url: str) -> Path | None:
+    """Return the Prefect home of the server at ``api_url`` (its settings say); None when it does not say."""
+    try:
+        response = httpx.get(f"{api_url}/admin/settings", timeout=SETTINGS_TIMEOUT_S)
+        home = response.json().get("home") if response.status_code == 200 else None
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return Path(home) if isinstance(home, str) and home else None
+
+
+def check_home(api_url: str, home: Path, port: int) -> None:
+    """Raise FatalRunError (one line: what to do) unless the server at ``api_url`` runs with Prefect home ``home``."""
+    theirs = server_home(api_url)
+    if theirs is not None and theirs.expanduser().resolve() == home.expanduser().resolve():
+        return
+    whose = f"Prefect home {theirs}" if theirs else "a Prefect home it does not show"
+    stop = f"stop it (PREFECT_HOME={theirs} prefect server stop)" if theirs else "stop it"
+    raise FatalRunError(
+        f"the Prefect server on port {port} runs with {whose}, not yours ({home}): {stop}, "
+        f"set {PORT_ENV}=N to start your own on another port, or PREFECT_API_URL={api_url} to use that one"
+    )
+
+
 def start_local_server(home: Path, port: int, say: Callable[[str], None]) -> str:
     """Start ``prefect server start --background`` under ``home`` on ``port``; return its API URL once healthy."""
     home.mkdir(parents=True, exist_ok=True)
@@ -67,6 +100,8 @@ def start_local_server(home: Path, port: int, say: Callable[[str], None]) -> str
     say(f"starting a local Prefect server in the background (first start takes ~30 s): http://{LOOPBACK}:{port}")
     env = {**os.environ, **SERVER_SETTINGS, "PREFECT_HOME": str(home)}
     env.pop("PREFECT_API_URL", None)
+    if not any(env.get(name) for name in UI_API_URL_SETTINGS):  # a URL set on purpose (a proxy) is kept
+        env[UI_API_URL_SETTINGS[0]] = api_url
     argv = [sys.executable, "-m", "prefect", "server", "start", "--background", "--host", LOOPBACK, "--port", str(port)]
     with (home / LOG_FILE).open("ab") as log:
         done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, timeout=120)
@@ -97,6 +132,7 @@ def prefect_api_env(say: Callable[[str], None]) -> dict[str, str]:
     port = int(os.environ.get(PORT_ENV) or DEFAULT_PREFECT_PORT)
     api_url = local_api_url(port)
     if is_healthy(f"{api_url}/health"):
+        check_home(api_url, home, port)
         return {"PREFECT_API_URL": api_url}
     if not port_is_free(port):
         raise FatalRunError(
