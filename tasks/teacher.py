@@ -116,10 +116,10 @@ async def ask_and_record(request: TeacherRequest, make_record: MakeRecord, kind:
     except Exception as exc:
         failure = failure_record(request, exc, attempts=attempt, flow_run_id=run_id, started_at=started_at)
         failure.kind = kind
-        runtime.ledger.record(failure)
+        await runtime.ledger.record_async(failure)
         raise
     record = make_record(request, answer, attempts=attempt, flow_run_id=run_id, started_at=started_at)
-    runtime.ledger.record(record)
+    await runtime.ledger.record_async(record)  # spooled, not raised, when the ledger stays away: never paid twice
     return record.to_json()
 
 

@@ -2,10 +2,11 @@
 
 The store is the run folder's SQLite file (``ledger.sqlite``), or, when ``VQA_DISTILL_LEDGER_URL``
 names a PostgreSQL database, that folder's schema in it (SQLite's WAL does not work across machines on
-a network file system). Both go through one code path (``ledger_store``, ``ledger_tables``). Each
+a network file system). Both go through one code path (``store.py``, ``tables.py``). Each
 outcome is committed on its own (a SIGKILL loses at most the request in flight), readers never wait
 for the writer, and the primary key on the content key is the "never pay twice" guarantee. An answer,
-once stored, is never replaced by a later failure.
+once stored, is never replaced by a later failure. A paid outcome that cannot reach the database is
+kept in the run folder's spool until it can (``outage.py``, ``spool.py``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from sqlalchemy import ColumnElement, and_, select, true
 
 from vqa_distill.atomic import atomic_write_lines
 from vqa_distill.errors import LedgerUnavailable
+from vqa_distill.teacher.ledger.outage import Recorder, RecordWait
+from vqa_distill.teacher.ledger.spool import Spool
 from vqa_distill.teacher.ledger.store import LedgerStore, is_sqlite, schema_exists, sqlite_url
 from vqa_distill.teacher.ledger.tables import (
     ADDED_COLUMNS,
@@ -130,12 +133,16 @@ class Ledger:
         self.path = self.out_dir / LEDGER_FILE
         self.store = LedgerStore(ledger_url(self.out_dir, url), self.out_dir)
         self._upsert = self.store.statements["record"]
+        self.spool = Spool(self.out_dir)
+        wait = RecordWait(first_s=RECORD_FIRST_DELAY_S, max_s=RECORD_MAX_DELAY_S, patience_s=RECORD_PATIENCE_S)
+        self._recorder = Recorder(self._write_one, self._write_many, self.spool, self.store.where, wait)
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.out_dir)!r}, at {self.store.where})"
 
     def close(self) -> None:
         """Give the connections back (a SQLite file is closed with its last ledger; WAL checkpointed)."""
+        self._recorder.close()
         self.store.close()
 
     def __enter__(self) -> Ledger:
@@ -148,25 +155,50 @@ class Ledger:
     def record(self, record: TeacherRecord) -> bool:
         """Store an outcome in its own transaction; return False when a done record already held the key.
 
-        An answer is paid for by the time it is recorded: if the database is away (a PostgreSQL
-        restart), waiting for it is cheaper than failing the task, whose retry would ask and pay
-        again. The upsert is idempotent, so it is tried again for up to ``RECORD_PATIENCE_S``.
+        For synchronous callers (a batch collect, tools): the wait blocks the calling thread. If the
+        database is away (a PostgreSQL restart), waiting for it is cheaper than failing, since a
+        failed task's retry would ask and pay again; the upsert is idempotent, so it is tried again
+        for up to ``RECORD_PATIENCE_S``. Code on an event loop uses ``record_async``.
         """
-        values = record.to_json()
-        values["params"] = json.dumps(values["params"], sort_keys=True)
-        values["updated_at"] = utc_now()
-
-        def upsert() -> bool:
-            with self.store.write_one() as connection:  # one statement: atomic on its own
-                return connection.execute(self._upsert, values).rowcount > 0
+        row = _stamped(record)
 
         def say(error: BaseException, delay: float) -> None:
             logging.getLogger(__name__).warning("%s; recording %s again in %.1f s", error, record.rel_path, delay)
 
         return retry_while(
-            upsert, LedgerUnavailable, wait_s=RECORD_FIRST_DELAY_S, max_wait_s=RECORD_MAX_DELAY_S,
-            patience=RECORD_PATIENCE_S, on_retry=say,
+            lambda: self._write_one(row), LedgerUnavailable, wait_s=RECORD_FIRST_DELAY_S,
+            max_wait_s=RECORD_MAX_DELAY_S, patience=RECORD_PATIENCE_S, on_retry=say,
         )  # fmt: skip
+
+    async def record_async(self, record: TeacherRecord) -> bool:
+        """Store an outcome from the event loop without blocking it; False when a done record held the key.
+
+        The write runs in the ledger's worker threads and a database that went away is waited for
+        with ``asyncio.sleep``, up to ``RECORD_PATIENCE_S`` per outage (``outage.py``). Past that the
+        outcome is spooled in the run folder (``spool.py``), counts as done for the next plan, and
+        is written when the database answers; this returns True then, so the task succeeds and is
+        never retried (a retry would pay for the answer again).
+        """
+        return await self._recorder.record(_stamped(record), record.rel_path)
+
+    def flush_spool(self) -> int:
+        """Write the run folder's spooled outcomes to the database and remove their files; return how many.
+
+        Called when a run plans and when it finishes (also after any successful ``record_async`` of
+        a process that spooled). Raises LedgerUnavailable when the database is still away.
+        """
+        return self._recorder.flush()
+
+    def _write_one(self, row: dict[str, Any]) -> bool:
+        """Upsert one outcome on its own connection, committed by itself (callable from any thread)."""
+        with self.store.write_one() as connection:  # one statement: atomic on its own
+            return connection.execute(self._upsert, _db_values(row)).rowcount > 0
+
+    def _write_many(self, rows: list[dict[str, Any]]) -> None:
+        """Upsert outcomes in one transaction, one statement each (a key may come twice: failed, then answered)."""
+        with self.store.write() as connection:
+            for row in rows:
+                connection.execute(self._upsert, _db_values(row))
 
     def remember_hashes(self, entries: Iterable[tuple[str, int, int, str]]) -> None:
         """Cache (path, size, mtime_ns, sha256) of files, in one transaction, so reruns skip re-reading them."""
@@ -198,8 +230,8 @@ class Ledger:
         return self.keys_with_status(STATUS_SUBMITTED)
 
     def done_keys(self) -> set[str]:
-        """Return the keys that were answered (usable or not): these are never asked again."""
-        return self.keys_with_status(*DONE_STATUSES)
+        """Return the keys that were answered (usable or not), spooled ones too: these are never asked again."""
+        return self.keys_with_status(*DONE_STATUSES) | self.spool.keys_with_status(DONE_STATUSES)
 
     def records(self, *statuses: str) -> Iterator[TeacherRecord]:
         """Yield stored records (all, or those with the given statuses) in insertion order."""
@@ -242,3 +274,15 @@ class Ledger:
 
 
 _CHUNK = 1000
+
+
+def _stamped(record: TeacherRecord) -> dict[str, Any]:
+    """Return the record as a JSON-ready dict, ``updated_at`` now (when it was recorded or spooled)."""
+    row = record.to_json()
+    row["updated_at"] = utc_now()
+    return row
+
+
+def _db_values(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a record dict as the upsert takes it: the parameters as sorted JSON text."""
+    return {**row, "params": json.dumps(row["params"], sort_keys=True)}

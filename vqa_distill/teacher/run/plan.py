@@ -1,7 +1,8 @@
 """Plan a teacher run: which images exist, which questions they raise, which are already paid for.
 
 Answered keys are filtered here, before any Prefect task exists, so a rerun over 10,000 answered
-images creates no task runs and makes no calls.
+images creates no task runs and makes no calls. Outcomes spooled during a ledger outage are written
+first, and count as answered either way (``Ledger.done_keys``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ def plan_run(params: TeacherParams, ledger: Ledger, only_keys: set[str] | None =
     ``only_keys`` restricts the requests to send (re-asking a run's failed images); the dataset still
     covers every request of the folder.
     """
+    ledger.flush_spool()  # outcomes paid while the database was away go in before anything is read
     prompts = params.all_prompts()
     images, skipped = discover_images(params.images, known_hash=ledger.known_hash)
     ledger.remember_hashes((ref.path, ref.size_bytes, ref.mtime_ns, ref.sha256) for ref in images)
