@@ -23,6 +23,7 @@ from sqlalchemy import ColumnElement, and_, select, true
 
 from vqa_distill.atomic import atomic_write_lines
 from vqa_distill.errors import LedgerUnavailable
+from vqa_distill.teacher.ledger.hashes import HashCache
 from vqa_distill.teacher.ledger.outage import Recorder, RecordWait
 from vqa_distill.teacher.ledger.spool import Spool
 from vqa_distill.teacher.ledger.store import LedgerStore, is_sqlite, schema_exists, sqlite_url
@@ -208,8 +209,17 @@ class Ledger:
                 connection.execute(self.store.statements["file_hash"], rows)
 
     # --- reading -------------------------------------------------------------------------------
+    def hash_cache(self) -> HashCache:
+        """Read every cached file hash in one query; a plan looks files up in it and writes back only changes."""
+        c = FILE_HASHES.c
+        with self.store.read() as connection:
+            result = connection.execute(select(c.path, c.size, c.mtime_ns, c.sha256))
+            entries = result.cursor.fetchall()  # the driver's tuples: no Row objects for 100,000 files
+            result.close()
+        return HashCache(entries)
+
     def known_hash(self, path: Path, stat: os.stat_result) -> str | None:
-        """Return the cached sha256 of an unchanged file, else None."""
+        """Return the cached sha256 of an unchanged file, else None (one query: a plan uses ``hash_cache``)."""
         c = FILE_HASHES.c
         query = select(c.sha256).where(c.path == str(path), c.size == stat.st_size, c.mtime_ns == stat.st_mtime_ns)
         with self.store.read() as connection:
