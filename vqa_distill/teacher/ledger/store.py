@@ -39,6 +39,7 @@ from vqa_distill.teacher.ledger.tables import (
 
 SQLITE_TIMEOUT_S = 30  # how long a writer waits for another process's write lock
 PG_CONNECT_TIMEOUT_S = 10
+PG_DEFAULT_PORT = 5432  # what a URL without a port connects to
 PG_SYNCHRONOUS_COMMIT = "off"  # see _postgres_engine: the WAL flush is not waited for on each record
 SCHEMA_PREFIX = "run_"
 SCHEMA_HASH_CHARS = 16  # 64 bits of sha256: no two run folders of one database share a schema
@@ -65,6 +66,18 @@ def sqlite_url(path: Path) -> str:
 def shown(url: str | URL) -> str:
     """Return a URL as it may appear in a message: driver, user, host:port/database, never the password."""
     return make_url(url).render_as_string(hide_password=True)
+
+
+def location_of(url: str, schema: str | None) -> str:
+    """Return where a ledger is, as one short string with no user and no password.
+
+    ``sqlite:///abs/path/ledger.sqlite`` for a file, ``postgresql://host:port/db#schema`` for a
+    folder's schema: what a sharded run compares to prove its parent and shards share one ledger.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == SQLITE:
+        return f"{SQLITE}://{Path(parsed.database or '').resolve()}"
+    return f"{POSTGRESQL}://{parsed.host or 'localhost'}:{parsed.port or PG_DEFAULT_PORT}/{parsed.database}#{schema}"
 
 
 def _backend(url: str) -> str:
@@ -186,6 +199,7 @@ class LedgerStore:
         self.dialect = self._shared.engine.dialect.name
         self.schema = None if self.is_sqlite else schema_for(out_dir)
         self.where = shown(url) + (f" (schema {self.schema})" if self.schema else "")
+        self.location = location_of(url, self.schema)  # what a sharded run's parent and shards compare
         self.engine = self._shared.engine.execution_options(schema_translate_map={None: self.schema})
         self.statements = statements(self.dialect)
         self._single = {_BEGIN: _SINGLE} if self.is_sqlite else {"isolation_level": "AUTOCOMMIT"}

@@ -102,6 +102,7 @@ class ShardSummary(BaseModel):
     cached: int
     failed: int
     discovered: int = 0
+    ledger_location: str | None = None  # where the shard recorded (``LedgerStore.location``): the parent compares it
 
     def describe(self) -> str:
         """Say in one log line what the shard did."""
