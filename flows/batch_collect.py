@@ -1,50 +1,25 @@
 """The ``collect-batches`` flow, on a 15-minute schedule: record finished batches, rebuild, publish, maybe train.
 
 A short run: it records the finished batches in each run folder's ledger, rebuilds its dataset and
-artifacts, publishes a dated version when it changed, and trains on it when asked.
+artifacts, publishes a dated version when it changed, and trains on it when asked. Its progress and
+cost artifacts count run folders collected, with their lines and spend at the batch price.
 """
 
 from __future__ import annotations
 
-from datetime import date
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 from prefect.states import Failed
-from pydantic import BaseModel
 
-from flows.handoff import train_student
-from tasks.report import publish_batch_table, publish_run_artifacts
-from vqa_distill.dataset.versions import publish_version
+from flows.collected import CollectedRun, publish_collected
+from tasks.report import COLLECT_LIVE, publish_batch_table, publish_run_artifacts
 from vqa_distill.errors import ConfigError
 from vqa_distill.flow_state import fatal_errors_fail_the_run
-from vqa_distill.student.handoff import DEFAULT_HAND_OFF, HandOff, StudentOptions, TrainOutcome
+from vqa_distill.student.handoff import DEFAULT_HAND_OFF, HandOff, StudentOptions
 from vqa_distill.teacher.batch.clients import BatchClients
 from vqa_distill.teacher.batch.collect import collect_run, has_batches
 from vqa_distill.teacher.batch.listing import discover_run_folders, stored_rows
-from vqa_distill.teacher.run.summary import RunSummary
-
-
-class CollectedRun(BaseModel):
-    """One run folder's collect: its summary, the new dataset version (None: unchanged), the training run."""
-
-    summary: RunSummary
-    version: str | None = None
-    training: TrainOutcome | None = None
-
-
-async def publish_collected(
-    out: str, summary: RunSummary, publish_versions: bool, train_when_changed: bool,
-    student: StudentOptions | None, hand_off: HandOff,
-) -> CollectedRun:
-    """Publish a collected run's dataset as a version, and train on it when asked."""
-    version = publish_version(Path(out), date.today()) if publish_versions else None
-    run = CollectedRun(summary=summary, version=version.name if version else None)
-    if version and train_when_changed and student is not None and (not summary.failed or hand_off.despite_failed_images):
-        val = str(version.val_file) if version.val_file else None
-        run.training = await train_student(student.for_dataset(str(version.train_file), val, out), hand_off)
-    return run
+from vqa_distill.teacher.run.live import count_summary, live_progress
 
 
 @flow(name="collect-batches", validate_parameters=True)
@@ -72,10 +47,13 @@ async def collect_batches(
     if train_when_changed and (student is None or not publish_versions):
         raise ConfigError("train_when_changed needs the student options and publish_versions")
     runs = []
-    async with BatchClients() as clients:
+    async with BatchClients() as clients, live_progress(COLLECT_LIVE) as live:
         folders = outs or await discover_run_folders(await clients.get(base_url, api_key_block))
-        for out in [folder for folder in folders if has_batches(folder)]:
+        with_batches = [folder for folder in folders if has_batches(folder)]
+        live.tally.extend(len(with_batches))
+        for out in with_batches:
             summary = await collect_run(out, clients.get, flow_run_id=flow_run.id, publish=publish_run_artifacts)
+            count_summary(live.tally, summary)
             if summary is not None:
                 runs.append(await publish_collected(out, summary, publish_versions, train_when_changed, student, hand_off))
     await publish_batch_table([row for out in folders for row in stored_rows(out)])

@@ -5,7 +5,8 @@ bound on runs in flight (docs/architecture.md says why not ``.map``). In questio
 prompt gets an ``ask-questions`` run, then one ``ask-teacher`` run per question (and a ``judge-answer``
 run with a judge), under the same bound. With ``params.shards`` > 1 the plan is asked by
 ``teacher-shard`` runs on cpu-pool (``flows/sharded.py``). The flow ends Failed, saying how many,
-when any request failed, so the UI's Retry button re-asks just those.
+when any request failed, so the UI's Retry button re-asks just those. While it runs, its progress and
+cost/ETA artifacts move a few times a minute (``teacher/run/live.py``, docs/progress.md).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from prefect.runtime import flow_run
 from flows.batch_submit import submit_in_run
 from flows.sharded import ask_in_shards
 from tasks.questions import question_stages
-from tasks.report import publish_run_artifacts
+from tasks.report import publish_run_artifacts, teacher_live
 from tasks.teacher import ask_teacher, with_retries
 from vqa_distill.flow_state import fatal_errors_fail_the_run
 from vqa_distill.teacher.answers.fanout import FanOutOutcome, ask_all
@@ -25,6 +26,7 @@ from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.qa.fanout import ask_in_stages
 from vqa_distill.teacher.run.finish import fanout_summary, finish_run, run_end
+from vqa_distill.teacher.run.live import live_progress
 from vqa_distill.teacher.run.plan import RunPlan, plan_run
 from vqa_distill.teacher.run.resources import open_resources, registered
 from vqa_distill.teacher.run.summary import RunSummary
@@ -56,16 +58,18 @@ async def generate(params: TeacherParams, only_keys: list[str] | None = None) ->
             The API key is not a parameter: it comes from OPENAI_API_KEY or the named Secret block.
         only_keys: Re-ask only these request keys (set by retry-failed); leave empty to ask every image.
     """
-    if params.batch:  # the Batch API: submit and return at once; collect-batches records the answers
-        return await submit_in_run(params, only_keys)
-    with Ledger(params.out) as ledger:  # a shared ledger's database may refuse: a user error, said once
-        plan = plan_run(params, ledger, set(only_keys) if only_keys is not None else None)
-        get_run_logger().info("%s", plan.describe())
-        shards: list[ShardRun] = []
-        if params.shards > 1:
-            outcome, shards = await ask_in_shards(plan, params, ledger, only_keys)
-        else:
-            outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
-        summarize_with = fanout_summary(plan, params, outcome, flow_run.id)
-        summary = await finish_run(ledger, params.out, summarize_with, publish_run_artifacts, plan=plan, params=params)
+    async with live_progress(teacher_live(params)) as live:  # the last update follows finish_run's artifacts
+        if params.batch:  # the Batch API: submit and return at once; collect-batches records the answers
+            return await submit_in_run(params, only_keys)
+        with Ledger(params.out) as ledger:  # a shared ledger's database may refuse: a user error, said once
+            plan = plan_run(params, ledger, set(only_keys) if only_keys is not None else None)
+            get_run_logger().info("%s", plan.describe())
+            shards: list[ShardRun] = []
+            if params.shards > 1:
+                outcome, shards = await ask_in_shards(plan, params, ledger, only_keys, live)
+            else:
+                outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
+            summarize_with = fanout_summary(plan, params, outcome, flow_run.id)
+            summary = await finish_run(ledger, params.out, summarize_with, publish_run_artifacts, plan=plan,
+                                       params=params)  # fmt: skip
     return run_end(summary, outcome.asked, unfinished_message(shards))

@@ -3,7 +3,8 @@
 The parent ``generate`` run starts the shard runs through the ``teacher-shard`` deployment (linked
 subflow runs: the UI lists them under the parent, and any cpu-pool worker takes them), then waits
 for them (``teacher/shards/polling.py``: crashed shards start again, a Prefect server restart is
-outlasted). When every shard is final, the ledger says what they did. This module binds the calls.
+outlasted). When every shard is final, the ledger says what they did. Meanwhile the parent's live
+artifacts read the shards' counts from the ledger (``teacher/shards/sampling.py``). This module binds the calls.
 """
 
 from __future__ import annotations
@@ -15,9 +16,11 @@ from vqa_distill.teacher.answers.fanout import FanOutOutcome
 from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.prefect_runs.shard_runs import read_run_state, shard_idempotency_key, start_shard_run
+from vqa_distill.teacher.run.live import LiveProgress
 from vqa_distill.teacher.run.plan import RunPlan
 from vqa_distill.teacher.run_log import run_logger
 from vqa_distill.teacher.shards.polling import ShardPolling, ShardRun, wait_for_shards
+from vqa_distill.teacher.shards.sampling import watch_shards
 from vqa_distill.teacher.shards.split import gather_outcome, keys_of_shard, pending_by_shard, shard_run_name
 
 
@@ -44,7 +47,7 @@ def shard_polling(
 
 
 async def ask_in_shards(
-    plan: RunPlan, params: TeacherParams, ledger: Ledger, only_keys: list[str] | None
+    plan: RunPlan, params: TeacherParams, ledger: Ledger, only_keys: list[str] | None, live: LiveProgress
 ) -> tuple[FanOutOutcome, list[ShardRun]]:
     """Run the plan's pending requests as shard runs; return what they did (from the ledger) and the shards."""
     pending = pending_by_shard(plan, params.shards)
@@ -52,6 +55,7 @@ async def ask_in_shards(
         return FanOutOutcome(), []
     params = params.with_absolute_paths()  # a run started from the UI with a relative folder: resolved here, once
     runs = [ShardRun(index) for index in pending]
+    watch_shards(live, ledger, runs, sum(pending.values()), params)
     async with get_client() as client:
         polling = shard_polling(params, plan, only_keys, client)
         for run in runs:

@@ -5,6 +5,7 @@ subflow runs, and waits for them. A shard plans the whole folder as ``generate``
 requests cost nothing), keeps the images whose hash falls in its part, and runs the same per-image
 fan-out. It writes answers and failures to the ledger and builds nothing: the parent reads the ledger
 back and builds the dataset once. Run again after a crash, it asks only what the ledger still lacks.
+Its own progress and cost/ETA artifacts move while it runs, as the parent's do.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from prefect.runtime import flow_run
 from prefect.states import Failed
 
 from flows.generate import ask_planned
+from tasks.report import teacher_live
 from vqa_distill.errors import ConfigError
 from vqa_distill.flow_state import fatal_errors_fail_the_run
 from vqa_distill.teacher.answers.fanout import FanOutOutcome
 from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
+from vqa_distill.teacher.run.live import live_progress
 from vqa_distill.teacher.run.plan import plan_run
 from vqa_distill.teacher.shards.split import ShardSummary, shard_plan
 
@@ -35,11 +38,12 @@ async def teacher_shard(params: TeacherParams, shard_index: int = 0, only_keys: 
     """
     if not 0 <= shard_index < params.shards:
         raise ConfigError(f"shard_index {shard_index} is outside 0..{params.shards - 1}")
-    with Ledger(params.out) as ledger:
-        whole = plan_run(params, ledger, set(only_keys) if only_keys is not None else None)
-        plan = shard_plan(whole, params.shards, shard_index)
-        get_run_logger().info("shard %d of %d: %d request(s) to ask", shard_index + 1, params.shards, plan.pending)
-        outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
+    async with live_progress(teacher_live(params, shard=True)):
+        with Ledger(params.out) as ledger:
+            whole = plan_run(params, ledger, set(only_keys) if only_keys is not None else None)
+            plan = shard_plan(whole, params.shards, shard_index)
+            get_run_logger().info("shard %d of %d: %d request(s) to ask", shard_index + 1, params.shards, plan.pending)
+            outcome = await ask_planned(plan, params, ledger) if plan.pending else FanOutOutcome()
     summary = ShardSummary(
         shard_index=shard_index, shards=params.shards, flow_run_id=flow_run.id, answered_now=len(outcome.fresh),
         cached=outcome.cached, failed=len(outcome.failures), discovered=outcome.discovered,

@@ -1,7 +1,9 @@
 """The ``publish-artifacts`` task: a teacher run's summary, failed images and dataset as Prefect artifacts.
 
 The failed-images table is created on every run, empty when nothing failed: artifacts are versioned
-by key, so skipping it would leave an old failure showing as the latest.
+by key, so skipping it would leave an old failure showing as the latest. The live artifacts (progress,
+cost and ETA while a run goes) are named here too, one ``LiveSpec`` per kind of run
+(``teacher/run/live.py`` keeps them current).
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from vqa_distill.dataset.review import review_markdown
+from vqa_distill.progress.text import Limits
+from vqa_distill.teacher.params import TeacherParams
+from vqa_distill.teacher.run.live import LiveSpec
 from vqa_distill.teacher.run.summary import RunSummary
 
 SUMMARY_KEY = "teacher-summary"
@@ -20,6 +25,25 @@ FAILED_KEY = "teacher-failed-images"
 DATASET_KEY = "teacher-dataset"
 QUALITY_KEY = "teacher-quality"  # questions mode: rows kept and left out by reason, the judge's scores
 REVIEW_KEY = "teacher-review"  # where review.html is, and a few of its rows
+PROGRESS_KEY = "teacher-progress"  # live: the share of the run done
+COST_KEY = "teacher-cost-eta"  # live: counts, spend and projection, rates against the limits, ETA
+SHARD_PROGRESS_KEY = "teacher-shard-progress"
+SHARD_COST_KEY = "teacher-shard-cost-eta"
+COLLECT_LIVE = LiveSpec("collect-progress", "collect-cost-eta", "Batch collect", "run folders")
+
+
+def teacher_live(params: TeacherParams, *, shard: bool = False) -> LiveSpec:
+    """Return the live artifacts of a teacher run (or one shard run): what they count, against which limits."""
+    keys = (SHARD_PROGRESS_KEY, SHARD_COST_KEY) if shard else (PROGRESS_KEY, COST_KEY)
+    if params.batch:  # a submit writes lines; nothing is asked or paid until the collect
+        return LiveSpec(*keys, "Batch API submit", "lines")
+    if params.questions is None:
+        unit = "requests"
+    elif params.shards > 1 and not shard:  # the parent reads requests from the ledger: units x questions
+        unit = "requests (estimated)"
+    else:
+        unit = "image x prompt units"
+    return LiveSpec(*keys, "Teacher shard" if shard else "Teacher run", unit, Limits(rpm=params.rpm, tpm=params.tpm))
 
 
 @task(name="publish-artifacts", cache_policy=NO_CACHE)

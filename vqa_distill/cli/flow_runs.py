@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from vqa_distill import progress
 from vqa_distill.errors import FatalRunError
 from vqa_distill.flow_state import run_flow
+from vqa_distill.progress.text import progress_line
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.run.summary import RunSummary
 
@@ -36,7 +37,11 @@ def run_generate_flow(params: TeacherParams, *, show_progress: bool = True, only
 
 
 class _progress_bar:
-    """A rich progress bar fed by the flow's progress reports (nothing when disabled)."""
+    """A rich progress bar fed by the run's tally: done/total, then spend, projected total and ETA.
+
+    The words come from ``progress_line``, the same function behind the progress artifact's
+    description, so the terminal and the Prefect UI agree.
+    """
 
     def __init__(self, enabled: bool):
         self.enabled = enabled
@@ -44,17 +49,19 @@ class _progress_bar:
     def __enter__(self) -> None:
         if not self.enabled:
             return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self._bar = Progress(
-            TextColumn("asking the teacher"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=False
-        )
-        self._task = self._bar.add_task("ask", total=None)
+            TextColumn("asking the teacher"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[line]}"),
+            transient=False,
+        )  # fmt: skip
+        self._task = self._bar.add_task("ask", total=None, line="")
         self._bar.start()
         progress.add_listener(self._update)
 
-    def _update(self, done: int, total: int) -> None:
-        self._bar.update(self._task, completed=done, total=total)
+    def _update(self, tally: progress.Tally) -> None:
+        snapshot = tally.snapshot()
+        self._bar.update(self._task, completed=snapshot.done, total=snapshot.total, line=progress_line(snapshot))
 
     def __exit__(self, *exc_info: object) -> None:
         if self.enabled:

@@ -3,6 +3,8 @@
 The flow passes the Prefect task as ``ask``; this module knows nothing of Prefect, so the bookkeeping
 (what was paid now, what another run had answered, what failed) is tested with plain coroutines.
 Fan-out is ``asyncio.gather`` under a semaphore: each request is one task run on the flow's loop.
+Each outcome is counted in the run's progress tally (``vqa_distill.progress``) with what it cost;
+the live reporter and the CLI's bar read that tally, so nothing here is sent per image.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 
 from vqa_distill import progress
 from vqa_distill.teacher.answers.outcomes import failure_record
+from vqa_distill.teacher.endpoint.pricing import estimate_cost
 from vqa_distill.teacher.endpoint.request import TeacherRequest
 from vqa_distill.teacher.ledger.records import KIND_ANSWER, STATUS_FAILED, Ledger, TeacherRecord, utc_now
 
@@ -42,44 +45,60 @@ class FanOutOutcome:
 async def ask_all(
     requests: list[TeacherRequest], ask: AskOne, *, concurrency: int, flow_run_id: str | None, ledger: Ledger
 ) -> FanOutOutcome:
-    """Await ``ask`` for every request, at most ``concurrency`` in flight; report progress as they finish."""
+    """Await ``ask`` for every request, at most ``concurrency`` in flight; count each in the run's tally."""
     in_flight = asyncio.Semaphore(concurrency)
     outcome = FanOutOutcome()
-    total = len(requests)
-    done = 0
+    tally = progress.begin(len(requests))
 
     async def ask_one(request: TeacherRequest) -> None:
-        nonlocal done
         async with in_flight:
             try:
                 answered = await ask(request)
             except Exception as exc:  # the task recorded why in the ledger; the UI shows it too
                 outcome.failures.append(failure_of(request, ledger, exc, flow_run_id))
+                tally.record("failed")
+                tally.advance()
             else:
-                file_answer(TeacherRecord(**answered), request, flow_run_id, outcome, ledger)
-        done += 1
-        progress.report(done, total)
+                record = TeacherRecord(**answered)
+                fresh = file_answer(record, request, flow_run_id, outcome, ledger)
+                tally.advance(paid=fresh, cost_usd=count_answer(tally, record, fresh=fresh))
+        progress.report(tally)
 
-    progress.report(0, total)
+    progress.report(tally)
     await asyncio.gather(*(ask_one(request) for request in requests))
     return outcome
 
 
+def count_answer(tally: progress.Tally, record: TeacherRecord, *, fresh: bool) -> float | None:
+    """Count an answer in the tally: paid now (its ``usage`` at the model's list price) or cached (free).
+
+    Return what it cost in USD: 0.0 for a cache hit, None when the model has no known price.
+    """
+    if not fresh:
+        tally.record("cached")
+        return 0.0
+    prompt, completion = record.prompt_tokens or 0, record.completion_tokens or 0
+    cost = estimate_cost(record.model, prompt, completion)
+    tally.record("answered", prompt_tokens=prompt, completion_tokens=completion, cost_usd=cost)
+    return cost
+
+
 def file_answer(
     record: TeacherRecord, request: TeacherRequest, flow_run_id: str | None, outcome: FanOutOutcome, ledger: Ledger
-) -> None:
+) -> bool:
     """File an answer as fresh (paid by this run) or cached (another run's, copied into this ledger).
 
     The record names the flow run that paid for it, so a cache hit is told apart without reading the
-    task run's state back from the API.
+    task run's state back from the API. Return whether it was fresh.
     """
     if record.flow_run_id == flow_run_id:
         outcome.fresh.append(record)
-        return
+        return True
     # Answered by an earlier run, maybe into another folder: no call was made; keep it here too.
     record.image_path, record.rel_path = request.image_path, request.rel_path
     ledger.record(record)
     outcome.cached += 1
+    return False
 
 
 def failure_of(

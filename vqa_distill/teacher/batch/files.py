@@ -143,10 +143,12 @@ async def build_parts(
     writer = PartWriter(folder, limits)
     failures: list[TeacherRecord] = []
     lines = line_bytes = 0
-    progress.report(0, len(requests))
+    tally = progress.begin(len(requests))  # a line is an item; it is paid for when its batch is collected
+    progress.report(tally)
     try:
         for start in range(0, len(requests), PREPARE_AHEAD):
             chunk = requests[start : start + PREPARE_AHEAD]
+            failed_before = len(failures)
             prepared = await asyncio.gather(*(images.get(r) for r in chunk), return_exceptions=True)
             for request, image in zip(chunk, prepared, strict=True):
                 if isinstance(image, ImageError):
@@ -165,7 +167,9 @@ async def build_parts(
                 writer.add(request, line)
                 lines += 1
                 line_bytes += len(line)
-            progress.report(min(start + PREPARE_AHEAD, len(requests)), len(requests))
+            tally.record("failed", count=len(failures) - failed_before)
+            tally.advance(len(chunk))
+            progress.report(tally)
     finally:
         parts = writer.close()
     return BuiltParts(parts=parts, failures=failures, lines=lines, line_bytes=line_bytes)

@@ -4,7 +4,8 @@ One coroutine per unit awaits its question-set task run, then gathers one answer
 each followed by its judgement: an image's answers start as soon as its questions are in, with no
 barrier between the stages. Every task run of every stage waits for the same semaphore, so
 ``concurrency`` bounds the whole run. Like ``fanout``, this module knows nothing of Prefect: the flow
-passes the tasks as ``Stages``, tests pass plain coroutines.
+passes the tasks as ``Stages``, tests pass plain coroutines. The progress tally counts units as its
+items and every request's outcome apart; a unit's cost (all its paid requests) projects the rest.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from vqa_distill import progress
-from vqa_distill.teacher.answers.fanout import FanOutOutcome, failure_of, file_answer
+from vqa_distill.teacher.answers.fanout import FanOutOutcome, count_answer, failure_of, file_answer
 from vqa_distill.teacher.endpoint.request import TeacherRequest
 from vqa_distill.teacher.ledger.records import KIND_ANSWER, KIND_JUDGE, KIND_QUESTIONS, Ledger, TeacherRecord
 from vqa_distill.teacher.params import TeacherParams
@@ -24,6 +25,7 @@ from vqa_distill.teacher.qa.questions import QAUnit
 
 AskQuestions = Callable[[TeacherRequest], Awaitable[dict[str, Any]]]
 AskLabelled = Callable[[TeacherRequest, str], Awaitable[dict[str, Any]]]  # (request, "<rel path> #k")
+Spent = list[float | None]  # what one unit's paid requests cost, in USD (None: no known price)
 
 
 @dataclass(frozen=True)
@@ -44,12 +46,11 @@ async def ask_in_stages(
     flow_run_id: str | None,
     ledger: Ledger,
 ) -> FanOutOutcome:
-    """Run every unit with work left, at most ``concurrency`` task runs in flight; report units as they finish."""
+    """Run every unit with work left, at most ``concurrency`` task runs in flight; count units as they finish."""
     in_flight = asyncio.Semaphore(concurrency)
     outcome = FanOutOutcome()
     known = {request.key for request in plan.requests}
-    total = len(plan.jobs)
-    finished = 0
+    tally = progress.begin(len(plan.jobs))
 
     def met(request: TeacherRequest) -> bool:
         """Count a request first met during the run; return whether it was unknown."""
@@ -59,23 +60,35 @@ async def ask_in_stages(
         outcome.discovered += 1
         return True
 
-    async def run(request: TeacherRequest, kind: str, start: Callable[[], Awaitable[dict[str, Any]]]) -> TeacherRecord | None:
+    def cached(request: TeacherRequest) -> None:
+        """Count a request answered already (e.g. the same question under another prompt) once."""
+        if met(request):
+            outcome.cached += 1
+            tally.record("cached")
+
+    async def run(
+        request: TeacherRequest, kind: str, start: Callable[[], Awaitable[dict[str, Any]]], spent: Spent
+    ) -> TeacherRecord | None:
         met(request)
         async with in_flight:
             try:
                 answered = await start()
             except Exception as exc:  # the task recorded why in the ledger; the UI shows it too
                 outcome.failures.append(failure_of(request, ledger, exc, flow_run_id, kind))
+                tally.record("failed")
                 return None
         record = TeacherRecord(**answered)
-        file_answer(record, request, flow_run_id, outcome, ledger)
+        fresh = file_answer(record, request, flow_run_id, outcome, ledger)
+        cost = count_answer(tally, record, fresh=fresh)
+        if fresh:
+            spent.append(cost)
         return record
 
-    async def answer_then_judge(unit: QAUnit, item: QAItem) -> None:
+    async def answer_then_judge(unit: QAUnit, item: QAItem, spent: Spent) -> None:
         if is_done(item.answer):
-            outcome.cached += met(item.request)  # answered already, e.g. the same question under another prompt
+            cached(item.request)
         else:
-            item.answer = await run(item.request, KIND_ANSWER, lambda: stages.ask(item.request, item.label))
+            item.answer = await run(item.request, KIND_ANSWER, lambda: stages.ask(item.request, item.label), spent)
         if stages.judge is None:
             return
         read_judgement(item, unit, params, ledger)
@@ -83,20 +96,23 @@ async def ask_in_stages(
         if request is None:
             return
         if is_done(item.judgement):
-            outcome.cached += met(request)
+            cached(request)
             return
-        item.judgement = await run(request, KIND_JUDGE, lambda: judge(request, item.label))
+        item.judgement = await run(request, KIND_JUDGE, lambda: judge(request, item.label), spent)
 
     async def one_unit(state: UnitState) -> None:
-        nonlocal finished
+        spent: Spent = []
         if not is_done(state.questions):
             request = state.question_request
-            state.questions = await run(request, KIND_QUESTIONS, lambda: stages.ask_questions(request))
+            state.questions = await run(request, KIND_QUESTIONS, lambda: stages.ask_questions(request), spent)
             state.items = read_items(state.unit, state.questions, params, ledger) if state.questions else []
-        await asyncio.gather(*(answer_then_judge(state.unit, item) for item in state.items if item.repeats is None))
-        finished += 1
-        progress.report(finished, total)
+        await asyncio.gather(
+            *(answer_then_judge(state.unit, item, spent) for item in state.items if item.repeats is None)
+        )
+        unknown = any(cost is None for cost in spent)
+        tally.advance(paid=bool(spent), cost_usd=None if unknown else sum(cost or 0.0 for cost in spent))
+        progress.report(tally)
 
-    progress.report(0, total)
+    progress.report(tally)
     await asyncio.gather(*(one_unit(state) for state in plan.jobs))
     return outcome
