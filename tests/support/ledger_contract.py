@@ -1,8 +1,8 @@
 """The ledger's contract, written once and run against each store by a subclass that gives the ``url`` fixture.
 
 What every caller relies on: the key is the primary key, an answer is never replaced by a failure, a
-failed or submitted record is, records come back in the order they were first written, the exports, the
-file-hash cache and the Batch API's claims work. tests/unit/test_ledger_contract.py runs it on the run
+failed record is, a submitted one only by its own batch's outcome or an answer, records come back in
+the order they were first written, the exports, the file-hash cache and the Batch API's claims work. tests/unit/test_ledger_contract.py runs it on the run
 folder's SQLite file, tests/integration/test_ledger_contract.py on a real PostgreSQL schema.
 """
 
@@ -73,6 +73,19 @@ class LedgerContract:
         assert ledger.keys_with_status(STATUS_UNUSABLE) == {"s"} and ledger.done_keys() == {"s"}
         assert ledger.record(_record("s", STATUS_FAILED)) is False
 
+    def test_a_submitted_record_ends_only_with_its_batch_or_an_answer(self, ledger: Ledger) -> None:
+        ledger.record(_record("s", STATUS_SUBMITTED, batch_id="batch_B"))
+        assert ledger.record(_record("s", STATUS_FAILED, error_message="online 503")) is False  # no batch id
+        assert ledger.record(_record("s", STATUS_FAILED, error_message="C's line", batch_id="batch_C")) is False
+        assert ledger.in_flight_keys() == {"s"}  # still carried by B: no submit or online run sends it again
+        assert ledger.record(_record("s", STATUS_FAILED, error_message="B's line", batch_id="batch_B")) is True
+        assert ledger.get("s").error_message == "B's line"  # type: ignore[union-attr]
+
+        ledger.record(_record("t", STATUS_SUBMITTED, batch_id="batch_B"))
+        assert ledger.record(_record("t", STATUS_ANSWERED, "paid online meanwhile")) is True  # an answer is kept
+        assert ledger.record(_record("t", STATUS_ANSWERED, "B's answer", batch_id="batch_B")) is False
+        assert ledger.get("t").answer == "paid online meanwhile"  # type: ignore[union-attr]
+
     def test_records_come_back_in_first_write_order_and_by_status(self, ledger: Ledger) -> None:
         for key in ("c", "a", "b"):
             ledger.record(_record(key, STATUS_FAILED, flow_run_id="run-1"))
@@ -125,7 +138,7 @@ class LedgerContract:
         row = BatchRow(tag="s1-p1", batch_id=None, status=PENDING, part=1, parts=1, requests=3, bytes=2**33,
                        model="gpt-4o-mini", base_url="http://x/v1", api_key_block=None, flow_run_id="run-1")  # fmt: skip
         with BatchBook(ledger) as book:
-            assert book.claim(row, [new, failed, answered]) == 2
+            assert book.claim(row, [new, failed, answered]) == [new, failed]
             assert ledger.in_flight_keys() == {new.key, failed.key}
             book.adopt("s1-p1", "batch_1", "validating", "file-1")
             assert {r.key for r in ledger.in_batch("batch_1")} == {new.key, failed.key}

@@ -1,4 +1,5 @@
-"""The ledger's Batch API side: old ledger files upgraded, claims that never take a key twice, the in-flight filter."""
+"""The ledger's Batch API side: old ledger files upgraded, claims that never take a key twice and are split
+into parts, the in-flight filter."""
 
 from __future__ import annotations
 
@@ -65,15 +66,15 @@ def test_claims_take_only_keys_without_an_answer_and_are_adopted_or_released(tmp
         done.status, done.answer = STATUS_ANSWERED, "yes"
         ledger.record(done)
 
-        assert book.claim(_row("s1-p1", 3), [new, failed, answered]) == 2
+        assert book.claim(_row("s1-p1", 3), [new, failed, answered]) == [new, failed]
         assert ledger.in_flight_keys() == {new.key, failed.key}
         assert ledger.get(answered.key).status == STATUS_ANSWERED  # type: ignore[union-attr]
         assert [row.tag for row in book.pending()] == ["s1-p1"]
-        assert book.claim(_row("s2-p1", 2), [new, failed]) == 0  # in flight: never claimed twice
+        assert book.claim(_row("s2-p1", 2), [new, failed]) == []  # in flight: never claimed twice
 
         book.adopt("s1-p1", "batch_1", "validating", "file-1")
         assert {r.key for r in ledger.in_batch("batch_1")} == {new.key, failed.key}
-        assert [r.tag for r in book.pending()] == ["s2-p1"]  # claimed nothing, still to settle
+        assert book.pending() == []  # s2-p1 claimed nothing: released at once, nothing to settle
         assert [row.batch_id for row in book.uncollected()] == ["batch_1"]
 
         other = _request("other.png")
@@ -109,3 +110,33 @@ def test_the_plan_leaves_keys_in_flight_out(tmp_path: Path) -> None:
         assert second.in_flight == 2 and second.keys == first.keys  # the dataset still covers them
         assert ledger.get(first.to_ask[0].key).status == STATUS_SUBMITTED  # type: ignore[union-attr]
         assert STATUS_FAILED not in {r.status for r in ledger.records()}
+
+
+def test_a_claim_is_split_into_its_parts_and_its_unwritable_keys_become_failures(tmp_path: Path) -> None:
+    from vqa_distill.teacher.answers.outcomes import failure_record
+
+    one, two, three, broken = (_request(f"{name}.png") for name in ("one", "two", "three", "broken"))
+    with Ledger(tmp_path) as ledger, BatchBook(ledger) as book:
+        claim = _row("s1-p1", 4)
+        assert book.claim(claim, [one, two, three, broken]) == [one, two, three, broken]
+        first = BatchRow(**{**claim.__dict__, "parts": 2, "requests": 1, "bytes": 100})
+        second = BatchRow(**{**claim.__dict__, "tag": "s1-p2", "part": 2, "parts": 2, "requests": 2, "bytes": 200})
+        unreadable = failure_record(broken, RuntimeError("cannot decode"), attempts=1, flow_run_id="run-1", started_at="t")
+        book.split(claim, [(first, [one.key]), (second, [two.key, three.key])], [unreadable])
+
+        assert {r.key: r.batch_id for r in ledger.records(STATUS_SUBMITTED)} == {
+            one.key: "s1-p1", two.key: "s1-p2", three.key: "s1-p2"
+        }  # fmt: skip
+        failed = ledger.get(broken.key)
+        assert failed is not None and (failed.status, failed.batch_id) == (STATUS_FAILED, None)
+        assert [(r.tag, r.status, r.part, r.parts, r.requests, r.bytes) for r in book.pending()] == [
+            ("s1-p1", PENDING, 1, 2, 1, 100), ("s1-p2", PENDING, 2, 2, 2, 200)
+        ]  # fmt: skip
+
+        nothing = _row("s2-p1", 1)
+        other = _request("other.png")
+        assert book.claim(nothing, [other]) == [other]
+        lost = failure_record(other, RuntimeError("gone"), attempts=1, flow_run_id="run-1", started_at="t")
+        book.split(nothing, [], [lost])  # no line written: the claim is released, the key failed
+        assert {r.tag: r.status for r in book.rows()}["s2-p1"] == RELEASED
+        assert ledger.get(other.key).status == STATUS_FAILED  # type: ignore[union-attr]

@@ -1,22 +1,23 @@
 """The Batch API side of a run folder's ledger: the batches sent, the keys they carry, and the folder's lock.
 
 The ``batches`` table sits in the ledger next to the records (its SQLite file or its PostgreSQL
-schema, see ``ledger_store``). A part of a submission is first
-*claimed*: its row is written as ``pending`` under a tag and its keys are recorded ``submitted`` with
-that tag as their batch id, in one transaction, before anything is uploaded. Once the batch exists the
-tag is replaced by the batch's id (*adopted*). A submit killed in between leaves a pending row; the
-next submit or collect looks the tag up in the batches' metadata at the endpoint and adopts the batch,
-or, when no batch was created, gives the keys back (*released*). So a key is never in two batches.
+schema, see ``ledger/store.py``). A submission first *claims* its requests: a ``pending`` row under a
+tag, and each key not answered and not in flight recorded ``submitted`` with that tag as its batch id,
+in one transaction, before any line is written. Only the keys claimed become lines; once they are
+written, the claim is *split* into the parts that hold them (one pending row and tag per input file).
+Once a part's batch exists its tag is replaced by the batch's id (*adopted*). A submit killed in
+between leaves pending rows; the next submit or collect looks each tag up in the batches' metadata at
+the endpoint and adopts the batch, or, when no batch was created, gives the keys back (*released*).
+So a key is never in two batches, and a line is never sent for a key answered elsewhere.
 
 Submits and collects of one folder take its lock (``flock`` on ``batches.lock``, or a PostgreSQL
-advisory lock when the ledger is shared; released when the holder dies), so two of them never work on
-the same pending parts at once.
+advisory lock when the ledger is shared; released when the holder dies, see ``ledger/locks.py``), so
+two of them never work on the same pending parts at once.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -24,23 +25,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, insert, select, text, update
+from sqlalchemy import ColumnElement, bindparam, delete, insert, select, text, update
 
 from vqa_distill.errors import FatalRunError
 from vqa_distill.teacher.answers.outcomes import base_record
 from vqa_distill.teacher.endpoint.request import TeacherRequest
+from vqa_distill.teacher.ledger.locks import advisory_lock, file_lock
 from vqa_distill.teacher.ledger.records import STATUS_SUBMITTED, Ledger, TeacherRecord, ledger_url, utc_now
 from vqa_distill.teacher.ledger.store import LedgerStore, is_sqlite, schema_for
 from vqa_distill.teacher.ledger.tables import BATCH_META, BATCHES, RECORDS
-from vqa_distill.waiting import poll_until_async
 
 LOCK_FILE = "batches.lock"
 LOCK_TIMEOUT_S = 600.0  # a collect of 50,000 lines takes about a minute: wait for it, not forever
-LOCK_POLL_S = 0.2
 
 PENDING = "pending"  # claimed; no batch id known yet
 RELEASED = "released"  # an interrupted submit that created no batch: its keys went back
 FINAL_STATUSES = frozenset({"completed", "failed", "expired", "cancelled"})  # the API's final statuses
+
 
 @dataclass
 class BatchRow:
@@ -80,61 +81,26 @@ async def run_folder_lock(
 
     With a SQLite ledger it is ``flock`` on ``batches.lock`` in the folder; with a PostgreSQL ledger
     (``url``, else $VQA_DISTILL_LEDGER_URL) a session advisory lock on the folder's schema, since
-    machines sharing the database may not share a file lock (flock over NFS is not). Either way the
-    lock goes when its holder dies (the kernel closes the file; the server drops the session).
+    machines sharing the database may not share a file lock (``ledger/locks.py``). Either way the
+    lock goes when its holder dies.
     """
     chosen = ledger_url(out, url)
+
+    def refused(what: str) -> Callable[[], BaseException]:
+        return lambda: FatalRunError(f"another submit or collect holds {what} (waited {timeout_s:.0f} s)")
+
     if is_sqlite(chosen):
-        async with _file_lock(Path(out) / LOCK_FILE, timeout_s):
+        path = Path(out) / LOCK_FILE
+        async with file_lock(path, wait_s=timeout_s, refused=refused(str(path))):
             yield
-    else:
-        async with _database_lock(chosen, Path(out), timeout_s):
-            yield
-
-
-async def _wait_for(try_lock: Callable[[], bool], what: str, timeout_s: float) -> None:
-    """Try the lock every ``LOCK_POLL_S`` until it is ours; FatalRunError after ``timeout_s``."""
-    await poll_until_async(
-        try_lock, timeout_s=timeout_s, every_s=LOCK_POLL_S,
-        timed_out=lambda: FatalRunError(f"another submit or collect holds {what} (waited {timeout_s:.0f} s)"),
-    )  # fmt: skip
-
-
-@contextlib.asynccontextmanager
-async def _file_lock(path: Path, timeout_s: float) -> AsyncIterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
-
-        def try_lock() -> bool:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                return True
-            except BlockingIOError:
-                return False
-
-        await _wait_for(try_lock, str(path), timeout_s)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-@contextlib.asynccontextmanager
-async def _database_lock(url: str, out: Path, timeout_s: float) -> AsyncIterator[None]:
-    store = LedgerStore(url, out)
-    key = int(schema_for(out)[-15:], 16)  # 60 bits of the folder's schema hash: a bigint lock key
+        return
+    store = LedgerStore(chosen, Path(out))
     try:
-        with store.read() as connection:
-            connection.execution_options(isolation_level="AUTOCOMMIT")  # the lock is the session's, not a transaction's
-
-            def try_lock() -> bool:
-                return bool(connection.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
-
-            await _wait_for(try_lock, f"the lock of {out} in {store.where}", timeout_s)
-            try:
-                yield
-            finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+        key = int(schema_for(out)[-15:], 16)  # 60 bits of the folder's schema hash: a bigint lock key
+        async with advisory_lock(
+            store, key, wait_s=timeout_s, refused=refused(f"the lock of {out} in {store.where}")
+        ):
+            yield
     finally:
         store.close()
 
@@ -178,11 +144,12 @@ class BatchBook:
             return connection.execute(select(BATCH_META.c.value).where(BATCH_META.c.name == name)).scalar()
 
     # --- claims, adoption, release ---------------------------------------------------------------
-    def claim(self, row: BatchRow, requests: list[TeacherRequest]) -> int:
-        """Write ``row`` as pending and its requests as submitted under its tag, atomically; return keys claimed.
+    def claim(self, row: BatchRow, requests: list[TeacherRequest]) -> list[TeacherRequest]:
+        """Write ``row`` and its requests as submitted under its tag, atomically; return the requests claimed.
 
-        A key is claimed only when it has no record or a failed one: a key answered or in flight
-        meanwhile stays as it is (its line may still be in the file: it is then recorded once).
+        A key is claimed only when it has no record or a failed one: a key answered, or claimed by
+        another submit, since the plan was read stays as it is and is left out of what is returned,
+        so no line is ever built for it. A claim that took no key is released at once.
         """
         now = utc_now()
         claim = self._statements["claim"]
@@ -194,12 +161,63 @@ class BatchBook:
                     flow_run_id=row.flow_run_id, created_at=now, updated_at=now,
                 )
             )  # fmt: skip
-            claimed = 0
-            for request in requests:
-                values = _submitted(request, row, now).to_json()
-                values["params"] = json.dumps(values["params"], sort_keys=True)
-                claimed += connection.execute(claim, values).rowcount
+            claimed = [
+                request
+                for request in requests
+                if connection.execute(claim, _values(_submitted(request, row, now))).rowcount
+            ]
+            status = PENDING if claimed else RELEASED
+            connection.execute(
+                update(BATCHES).where(BATCHES.c.tag == row.tag).values(requests=len(claimed), status=status)
+            )
+        row.requests, row.status = len(claimed), status
         return claimed
+
+    def split(
+        self, claim: BatchRow, parts: list[tuple[BatchRow, list[str]]], failures: list[TeacherRecord]
+    ) -> None:
+        """Turn a claim into the parts its lines were written into, and its unwritable keys into failures, atomically.
+
+        The first part keeps the claim's tag (and row); each other part gets a pending row of its own
+        and takes its keys under its tag. A claimed key that became no line (an image that cannot be
+        read, a line over the file limit) is given back and recorded failed in the same transaction.
+        A claim with no part left is released.
+        """
+        now = utc_now()
+        with self._store.write() as connection:
+            for number, (row, keys) in enumerate(parts):
+                sizes = {"part": row.part, "parts": row.parts, "requests": row.requests, "bytes": row.bytes}
+                if number == 0:
+                    assert row.tag == claim.tag, "the first part is the claim itself"
+                    connection.execute(
+                        update(BATCHES).where(BATCHES.c.tag == claim.tag).values(**sizes, updated_at=now)
+                    )
+                    continue
+                connection.execute(
+                    insert(BATCHES).values(
+                        tag=row.tag, status=PENDING, **sizes, model=row.model, base_url=row.base_url,
+                        api_key_block=row.api_key_block, flow_run_id=row.flow_run_id, created_at=now, updated_at=now,
+                    )
+                )  # fmt: skip
+                move = (
+                    update(RECORDS)
+                    .where(RECORDS.c.key == bindparam("k"), RECORDS.c.batch_id == claim.tag)
+                    .where(RECORDS.c.status == STATUS_SUBMITTED)
+                    .values(batch_id=row.tag)
+                )
+                connection.execute(move, [{"k": key} for key in keys])
+            if failures:
+                give_back = delete(RECORDS).where(
+                    RECORDS.c.key == bindparam("k"),
+                    RECORDS.c.batch_id == claim.tag,
+                    RECORDS.c.status == STATUS_SUBMITTED,
+                )
+                connection.execute(give_back, [{"k": failure.key} for failure in failures])
+                connection.execute(self._statements["record"], [_values(failure) for failure in failures])
+            if not parts:
+                connection.execute(
+                    update(BATCHES).where(BATCHES.c.tag == claim.tag).values(status=RELEASED, updated_at=now)
+                )
 
     def adopt(self, tag: str, batch_id: str, status: str, input_file_id: str | None) -> None:
         """Name the claimed part's batch: its keys now carry the batch id."""
@@ -265,3 +283,10 @@ def _submitted(request: TeacherRequest, row: BatchRow, now: str) -> TeacherRecor
     record = base_record(request, 0, row.flow_run_id, now, status=STATUS_SUBMITTED)
     record.updated_at, record.batch_id = now, row.tag
     return record
+
+
+def _values(record: TeacherRecord) -> dict[str, Any]:
+    """Return a record as the records table's row (parameters as sorted JSON)."""
+    values = record.to_json()
+    values["params"] = json.dumps(values["params"], sort_keys=True)
+    return values

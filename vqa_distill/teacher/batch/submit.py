@@ -1,10 +1,12 @@
-"""Submit a run's unanswered requests as Batch API batches: claim, upload, create, record; safe to kill anywhere.
+"""Submit a run's unanswered requests as Batch API batches: claim, build, upload, create, record; safe to kill anywhere.
 
 Under the run folder's lock: interrupted submits are settled first (their batches adopted by metadata,
-or their keys given back), then the plan (answered and in-flight keys left out), then the input files,
-then per part: claim its keys, upload, create the batch with metadata naming the folder and part,
-and record the batch id on every key before returning. A process killed after the create call leaves
-a claim that the next submit or collect adopts; it never creates that batch twice.
+or their keys given back), then the plan (answered and in-flight keys left out), then the claim: every
+planned key not answered or claimed since the plan was read is recorded ``submitted``, atomically, and
+only the keys claimed are written into the input files (so a line is never built, uploaded and billed
+for a key answered meanwhile). Then per part: upload, create the batch with metadata naming the folder
+and part, and record the batch id on every key before returning. A process killed after the create
+call leaves a claim that the next submit or collect adopts; it never creates that batch twice.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from vqa_distill.teacher.batch.remote import (
     find_batch,
     upload_part,
 )
+from vqa_distill.teacher.endpoint.request import TeacherRequest
 from vqa_distill.teacher.ledger.records import Ledger, TeacherRecord
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.run.batch_summary import BatchSummary, mean_kib
@@ -68,6 +71,7 @@ class SubmitOutcome:
     limits: BatchLimits
     in_flight: int = 0
     open_batches: int = 0
+    taken: int = 0  # planned, but answered or claimed elsewhere before this submit's claim: not sent
 
     @property
     def lines(self) -> int:
@@ -111,47 +115,40 @@ async def submit_run(
 ) -> SubmitOutcome:
     """Submit every request of ``params`` not answered and not in flight; return what was sent."""
     limits = limits or BatchLimits.from_env()
+    hooks = hooks or SubmitHooks()
     out = Path(params.out)
     with BatchBook(ledger) as book:
         async with run_folder_lock(out, url=ledger.store.url):
             recovery = await recover_interrupted(book, client, params.base_url)
             plan = plan_run(params, ledger, only_keys)
             book.save_params(params.model_dump(mode="json"))
+            submission = uuid.uuid4().hex[:12]
+            claim = _part_row(
+                params, submission, 1, 1, requests=len(plan.to_ask), size=0, flow_run_id=flow_run_id
+            )
+            claimed = book.claim(claim, plan.to_ask) if plan.to_ask else []
+            taken = len(plan.to_ask) - len(claimed)
+            if taken:
+                run_logger().info(
+                    "%d request(s) were answered or claimed elsewhere since the plan: not sent", taken
+                )
             with tempfile.TemporaryDirectory(prefix=UPLOAD_FOLDER_PREFIX, dir=out) as folder:
-                images = PreparedImages(capacity=PREPARE_AHEAD + IMAGE_CACHE_SLACK)
                 try:
-                    built = await build_parts(
-                        plan.to_ask, Path(folder), limits, images=images, flow_run_id=flow_run_id
-                    )
-                finally:
-                    images.close()
-                for failure in built.failures:
-                    ledger.record(failure)
-                _log_sizes(built, limits)
-                submission = uuid.uuid4().hex[:12]
-                rows = [
-                    await _submit_part(
-                        book,
-                        client,
-                        params,
-                        part,
-                        BatchRow(
-                            tag=f"{submission}-p{number}",
-                            batch_id=None,
-                            status=PENDING,
-                            part=number,
-                            parts=len(built.parts),
-                            requests=len(part.requests),
-                            bytes=part.bytes,
-                            model=params.model,
-                            base_url=params.base_url,
-                            api_key_block=params.api_key_block,
-                            flow_run_id=flow_run_id,
-                        ),
-                        hooks or SubmitHooks(),
-                    )
+                    built = await _build(claimed, Path(folder), limits, flow_run_id)
+                except Exception:
+                    book.release(claim.tag)  # nothing uploaded: the keys go back now, not at the next submit
+                    raise
+                parts = [
+                    (_part_row(params, submission, number, len(built.parts), len(part.requests), part.bytes,
+                               flow_run_id), part)
                     for number, part in enumerate(built.parts, start=1)
-                ]
+                ]  # fmt: skip
+                if claimed:
+                    book.split(
+                        claim, [(row, [r.key for r in part.requests]) for row, part in parts], built.failures
+                    )
+                _log_sizes(built, limits)
+                rows = await _submit_parts(book, client, params, parts, hooks)
         open_batches = len(book.uncollected())
     return SubmitOutcome(
         plan,
@@ -162,7 +159,52 @@ async def submit_run(
         limits,
         in_flight=len(ledger.in_flight_keys()),
         open_batches=open_batches,
+        taken=taken,
     )
+
+
+async def _build(
+    requests: list[TeacherRequest], folder: Path, limits: BatchLimits, flow_run_id: str | None
+) -> BuiltParts:
+    """Write the claimed requests into input files, each image prepared once."""
+    images = PreparedImages(capacity=PREPARE_AHEAD + IMAGE_CACHE_SLACK)
+    try:
+        return await build_parts(requests, folder, limits, images=images, flow_run_id=flow_run_id)
+    finally:
+        images.close()
+
+
+def _part_row(
+    params: TeacherParams,
+    submission: str,
+    number: int,
+    parts: int,
+    requests: int,
+    size: int,
+    flow_run_id: str | None,
+) -> BatchRow:
+    """Return the pending row of part ``number`` of a submission (part 1's is also the submission's claim)."""
+    return BatchRow(
+        tag=f"{submission}-p{number}", batch_id=None, status=PENDING, part=number, parts=parts, requests=requests,
+        bytes=size, model=params.model, base_url=params.base_url, api_key_block=params.api_key_block,
+        flow_run_id=flow_run_id,
+    )  # fmt: skip
+
+
+async def _submit_parts(
+    book: BatchBook, client: AsyncOpenAI, params: TeacherParams, parts: list[tuple[BatchRow, PartFile]],
+    hooks: SubmitHooks,
+) -> list[BatchRow]:  # fmt: skip
+    """Submit the parts in order; when one fails, give the keys of the parts never tried back at once."""
+    rows: list[BatchRow] = []
+    for index, (row, part) in enumerate(parts):
+        try:
+            rows.append(await _submit_part(book, client, params, part, row, hooks))
+        except Exception:
+            for later, _ in parts[index + 1 :]:
+                book.release(later.tag)
+            raise
+    return rows
 
 
 async def _submit_part(
@@ -173,8 +215,7 @@ async def _submit_part(
     row: BatchRow,
     hooks: SubmitHooks,
 ) -> BatchRow:
-    """Claim, upload, create and record one part; return its row with the batch id."""
-    book.claim(row, part.requests)
+    """Upload, create and record one claimed part; return its row with the batch id."""
     try:
         uploaded = await upload_part(client, part.path, row.file_name)
     except Exception:
@@ -227,7 +268,7 @@ def submit_summary(
         dataset=dataset,
         flow_run_id=flow_run_id,
     )
-    summary.not_asked -= outcome.lines  # sent to the Batch API: asked, not answered yet
+    summary.not_asked -= outcome.lines + outcome.taken  # sent now, or answered or in flight elsewhere
     summary.batch = BatchSummary(
         mode="submit",
         batch_ids=[row.batch_id for row in outcome.batches if row.batch_id],

@@ -1,4 +1,4 @@
-"""The ledger's tables, declared once for SQLite and PostgreSQL, and the upserts that guard its answers.
+"""The ledger's tables, declared once for SQLite and PostgreSQL, and the upserts that guard its answers and claims.
 
 The tables carry no schema: in a SQLite file they are the file's own, in PostgreSQL each run folder's
 copy lives in its own schema (``schema_translate_map`` puts it there, see ``ledger_store``). The types
@@ -8,12 +8,26 @@ nanoseconds are BIGINT because PostgreSQL's INTEGER is 32 bits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from functools import cache
+from typing import Any
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, MetaData, Table, Text, or_
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ColumnElement,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    Table,
+    Text,
+    and_,
+    or_,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.sql.expression import ColumnCollection
 
 STATUS_ANSWERED = "answered"  # a usable answer (finish_reason "stop", non-empty)
 STATUS_UNUSABLE = "unusable"  # paid for, but truncated, filtered or empty: kept out of the dataset
@@ -131,16 +145,43 @@ def _insert(dialect: str, table: Table) -> Upsert:
     raise ValueError(f"the ledger runs on SQLite or PostgreSQL, not {dialect}")
 
 
-def upsert_record(dialect: str, replaceable: Iterable[str]) -> Upsert:
-    """Insert a record, or update the one held when its status is one of ``replaceable`` (else leave it).
+def upsert_record(dialect: str, held: Callable[[ColumnCollection[str, Any]], ColumnElement[bool]]) -> Upsert:
+    """Insert a record, or update the one held when ``held(excluded)`` says it may be replaced (else leave it).
 
-    The rowcount is 0 when the held record was kept: that is how ``Ledger.record`` says "already done".
+    ``excluded`` is the row being written. The rowcount is 0 when the held record was kept: that is
+    how ``Ledger.record`` says "already done" (or "carried by a batch").
     """
     statement = _insert(dialect, RECORDS)
     updates = {name: statement.excluded[name] for name in RECORD_COLUMNS if name not in _FINAL_ON_UPDATE}
-    held = or_(*(RECORDS.c.status == status for status in replaceable))  # not IN: no per-call rewriting
-    upsert = statement.on_conflict_do_update(index_elements=["key"], set_=updates, where=held)
+    where = held(statement.excluded)
+    upsert = statement.on_conflict_do_update(index_elements=["key"], set_=updates, where=where)
     return upsert.execution_options(preserve_rowcount=True)  # SQLAlchemy keeps rowcount for UPDATE/DELETE only
+
+
+def _status_in(column: ColumnElement[Any], statuses: Iterable[str]) -> ColumnElement[bool]:
+    return or_(*(column == status for status in statuses))  # not IN: no per-call rewriting
+
+
+def takes_an_outcome(new: ColumnCollection[str, Any]) -> ColumnElement[bool]:
+    """Which held record an outcome replaces: a failed one; a submitted one only with its batch's outcome or an answer.
+
+    A ``submitted`` record says "batch B carries this key": while it stands, no submit and no online
+    run asks the key again. An online failure (or another batch's) would make it ``failed`` and so
+    send it again while B still carries it: paid twice. Only B's own outcome (``batch_id`` equal)
+    ends it. An answer, from anywhere, does too: an answered key is never asked again, so nothing is
+    sent because of it, and the answer already paid for is kept (B's line is then a duplicate).
+    """
+    held = RECORDS.c.status
+    own_batch = RECORDS.c.batch_id == new.batch_id
+    return or_(
+        held == STATUS_FAILED,
+        and_(held == STATUS_SUBMITTED, or_(own_batch, _status_in(new.status, DONE_STATUSES))),
+    )
+
+
+def takes_a_claim(new: ColumnCollection[str, Any]) -> ColumnElement[bool]:
+    """Which held record a batch claim replaces: a failed one only (a key in flight is never claimed twice)."""
+    return RECORDS.c.status == STATUS_FAILED
 
 
 def replace_row(dialect: str, table: Table) -> Upsert:
@@ -160,8 +201,8 @@ def insert_new(dialect: str, table: Table) -> Upsert:
 def statements(dialect: str) -> dict[str, Upsert]:
     """Return the upserts of one dialect, built once per process (record() is on every answer's path)."""
     return {
-        "record": upsert_record(dialect, (STATUS_FAILED, STATUS_SUBMITTED)),  # a done record is final
-        "claim": upsert_record(dialect, (STATUS_FAILED,)),  # a key in flight is never claimed twice
+        "record": upsert_record(dialect, takes_an_outcome),  # a done record is final
+        "claim": upsert_record(dialect, takes_a_claim),
         "file_hash": replace_row(dialect, FILE_HASHES),
         "meta_set": replace_row(dialect, BATCH_META),
         "meta_first": insert_new(dialect, BATCH_META),
