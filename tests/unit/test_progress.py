@@ -108,6 +108,9 @@ def test_one_line_for_the_bar_and_the_artifact_and_a_table_for_the_ui() -> None:
     assert "Updated every 12 s" in markdown
     nothing_paid = Tally(5, clock=FakeClock().now).snapshot()
     assert progress_line(nothing_paid) == "spend $0.0000 of ~after the first paid answer · ETA estimating"
+    not_planned = Tally(clock=FakeClock().now).snapshot()  # the reporter starts before the plan is made
+    assert (not_planned.fraction, not_planned.eta_s, not_planned.projected_usd) == (0.0, None, None)
+    assert progress_line(not_planned, finished=True) == "spend $0.0000 of ~$0.0000 · ETA done"  # nothing to ask
 
 
 def test_the_seam_hands_out_the_reporters_tally_and_tells_listeners() -> None:

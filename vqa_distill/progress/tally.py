@@ -168,7 +168,10 @@ class Tally:
 
             items_per_min = per_minute(self.done - base.items)
             left = max(self.total - self.done, 0)
-            eta_s = 0.0 if not left else (left / items_per_min * SECONDS_PER_MINUTE if items_per_min else None)
+            if not self.total:  # the work is not planned yet: nothing to estimate from
+                eta_s = None
+            else:
+                eta_s = 0.0 if not left else (left / items_per_min * SECONDS_PER_MINUTE if items_per_min else None)
             spend = None if self.unpriced else round(self.spend_usd, 6)
             return Snapshot(
                 total=self.total, done=self.done, answered=self.answered, cached=self.cached, failed=self.failed,
@@ -190,7 +193,7 @@ class Tally:
 
     def _projected(self, spend: float | None, left: int) -> float | None:
         """Spend so far plus the mean cost of a paid item times the items left (None until one was paid)."""
-        if spend is None:
+        if spend is None or not self.total:
             return None
         if not left:
             return spend

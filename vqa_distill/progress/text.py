@@ -43,19 +43,21 @@ def duration(seconds: float | None) -> str:
     return f"{hours} h {rest // SECONDS_PER_MINUTE:02d} min"
 
 
-def projection(snapshot: Snapshot) -> str:
-    """Return the projected total, or why there is none yet."""
+def projection(snapshot: Snapshot, *, finished: bool = False) -> str:
+    """Return the projected total (the spend, once finished), or why there is none yet."""
     if snapshot.spend_usd is None:
         return "n/a (no price for the model)"
+    if finished:
+        return usd(snapshot.spend_usd)
     if snapshot.projected_usd is None:
         return "after the first paid answer"
     return usd(snapshot.projected_usd)
 
 
-def progress_line(snapshot: Snapshot) -> str:
+def progress_line(snapshot: Snapshot, *, finished: bool = False) -> str:
     """Return spend, projected total and ETA on one line (the CLI's bar; the progress artifact's description)."""
-    eta = "done" if not snapshot.left and snapshot.total else duration(snapshot.eta_s)
-    return f"spend {usd(snapshot.spend_usd)} of ~{projection(snapshot)} · ETA {eta}"
+    eta = "done" if finished or (snapshot.total and not snapshot.left) else duration(snapshot.eta_s)
+    return f"spend {usd(snapshot.spend_usd)} of ~{projection(snapshot, finished=finished)} · ETA {eta}"
 
 
 def done_line(snapshot: Snapshot, unit: str) -> str:
@@ -73,13 +75,14 @@ def progress_markdown(
     snapshot: Snapshot, *, title: str, unit: str, state: str, limits: Limits | None, every_s: float
 ) -> str:
     """Return the live cost/ETA table: counts, spend and projection, rates against the limits, ETA."""
-    eta = "done" if state == "finished" else duration(snapshot.eta_s)
+    finished = state == "finished"
+    eta = "done" if finished else duration(snapshot.eta_s)
     rows = [
         ("answered now (paid)", f"{snapshot.answered:,}"),
         ("cached (no call, no cost)", f"{snapshot.cached:,}"),
         ("failed", f"{snapshot.failed:,}"),
         ("spend so far", usd(snapshot.spend_usd)),
-        ("projected total", projection(snapshot)),
+        ("projected total", projection(snapshot, finished=finished)),
         ("requests per minute", _per_minute(snapshot.requests_per_min, limits.rpm if limits else None)),
         ("tokens per minute", _per_minute(snapshot.tokens_per_min, limits.tpm if limits else None)),
         ("tokens so far (prompt + completion)", f"{snapshot.prompt_tokens:,} + {snapshot.completion_tokens:,}"),

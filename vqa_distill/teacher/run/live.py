@@ -120,7 +120,7 @@ class LiveProgress:
         """Show the tally now: create the artifacts the first time, then update them in place."""
         snapshot = self.tally.snapshot()
         percent = PERCENT if state == "finished" else round(snapshot.fraction * PERCENT, 1)
-        line = f"{done_line(snapshot, self.spec.unit)} · {progress_line(snapshot)}"
+        line = f"{done_line(snapshot, self.spec.unit)} · {progress_line(snapshot, finished=state == 'finished')}"
         markdown = progress_markdown(snapshot, title=self.spec.title, unit=self.spec.unit, state=state,
                                      limits=self.spec.limits, every_s=self.every_s)  # fmt: skip
         version = self.tally.version
