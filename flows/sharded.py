@@ -13,6 +13,7 @@ from prefect.client.orchestration import PrefectClient, get_client
 from prefect.runtime import flow_run
 
 from vqa_distill.teacher.answers.fanout import FanOutOutcome
+from vqa_distill.teacher.ledger.identity import LedgerMark, mark_shared_ledger
 from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.prefect_runs.shard_runs import read_run_state, shard_idempotency_key, start_shard_run
@@ -25,12 +26,14 @@ from vqa_distill.teacher.shards.split import gather_outcome, keys_of_shard, pend
 
 
 def shard_polling(
-    params: TeacherParams, plan: RunPlan, only_keys: list[str] | None, client: PrefectClient
+    params: TeacherParams, plan: RunPlan, only_keys: list[str] | None, client: PrefectClient, mark: LedgerMark
 ) -> ShardPolling:
-    """Bind a shard's next run (parameters, name, idempotency key per parent attempt and try) and a state read."""
+    """Bind a shard's next run (parameters, the parent's ledger mark, name, idempotency key per parent attempt
+    and try) and a state read."""
 
     async def start(run: ShardRun) -> str:
-        parameters: dict[str, object] = {"params": params.model_dump(mode="json"), "shard_index": run.index}
+        parameters: dict[str, object] = {"params": params.model_dump(mode="json"), "shard_index": run.index,
+                                         "ledger_mark": mark.model_dump(mode="json")}  # fmt: skip
         keys = keys_of_shard(only_keys, plan.requests, params.shards, run.index)
         if keys is not None:
             parameters["only_keys"] = keys
@@ -54,13 +57,15 @@ async def ask_in_shards(
     if not pending:
         return FanOutOutcome(), []
     params = params.with_absolute_paths()  # a run started from the UI with a relative folder: resolved here, once
+    mark = mark_shared_ledger(ledger, flow_run.id)  # each shard proves it writes where this run reads
     runs = [ShardRun(index) for index in pending]
     watch_shards(live, ledger, runs, sum(pending.values()), params)
     async with get_client() as client:
-        polling = shard_polling(params, plan, only_keys, client)
+        polling = shard_polling(params, plan, only_keys, client, mark)
         for run in runs:
             await polling.start_next(run, "starting shards")
         run_logger().info("%d shard run(s) started: %s", len(runs),
                           ", ".join(f"{run.index + 1}: {pending[run.index]} to ask" for run in runs))  # fmt: skip
         await wait_for_shards(runs, polling)
+    ledger.flush_spool()  # answers a shard spooled in the shared folder while the database was away
     return gather_outcome(plan, ledger, [run_id for run in runs for run_id in run.flow_run_ids]), runs

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vqa_distill import progress
+from vqa_distill.errors import LedgerUnavailable
 from vqa_distill.teacher.answers.outcomes import failure_record
 from vqa_distill.teacher.endpoint.pricing import estimate_cost
 from vqa_distill.teacher.endpoint.request import TeacherRequest
@@ -60,7 +61,7 @@ async def ask_all(
                 tally.advance()
             else:
                 record = TeacherRecord(**answered)
-                fresh = file_answer(record, request, flow_run_id, outcome, ledger)
+                fresh = await file_answer(record, request, flow_run_id, outcome, ledger)
                 tally.advance(paid=fresh, cost_usd=count_answer(tally, record, fresh=fresh))
         progress.report(tally)
 
@@ -83,7 +84,7 @@ def count_answer(tally: progress.Tally, record: TeacherRecord, *, fresh: bool) -
     return cost
 
 
-def file_answer(
+async def file_answer(
     record: TeacherRecord, request: TeacherRequest, flow_run_id: str | None, outcome: FanOutOutcome, ledger: Ledger
 ) -> bool:
     """File an answer as fresh (paid by this run) or cached (another run's, copied into this ledger).
@@ -96,7 +97,7 @@ def file_answer(
         return True
     # Answered by an earlier run, maybe into another folder: no call was made; keep it here too.
     record.image_path, record.rel_path = request.image_path, request.rel_path
-    ledger.record(record)
+    await ledger.record_async(record)  # off the loop; spooled if the database is away
     outcome.cached += 1
     return False
 
@@ -104,8 +105,12 @@ def file_answer(
 def failure_of(
     request: TeacherRequest, ledger: Ledger, error: BaseException, flow_run_id: str | None, kind: str = KIND_ANSWER
 ) -> TeacherRecord:
-    """Return the failure the task recorded, or one made from the error when the task died first."""
-    failed = ledger.get(request.key)
+    """Return the failure the task recorded, or one made from the error when the task died first (or the
+    ledger cannot be read now: a database outage must not end the other requests' fan-out)."""
+    try:
+        failed = ledger.get(request.key)
+    except LedgerUnavailable:
+        failed = None
     if failed is not None and failed.status == STATUS_FAILED:
         return failed
     record = failure_record(request, error, attempts=1, flow_run_id=flow_run_id, started_at=utc_now())

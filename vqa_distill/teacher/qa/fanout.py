@@ -78,7 +78,7 @@ async def ask_in_stages(
                 tally.record("failed")
                 return None
         record = TeacherRecord(**answered)
-        fresh = file_answer(record, request, flow_run_id, outcome, ledger)
+        fresh = await file_answer(record, request, flow_run_id, outcome, ledger)
         cost = count_answer(tally, record, fresh=fresh)
         if fresh:
             spent.append(cost)
@@ -91,7 +91,7 @@ async def ask_in_stages(
             item.answer = await run(item.request, KIND_ANSWER, lambda: stages.ask(item.request, item.label), spent)
         if stages.judge is None:
             return
-        read_judgement(item, unit, params, ledger)
+        await asyncio.to_thread(read_judgement, item, unit, params, ledger)  # a database read: off the loop
         judge, request = stages.judge, item.judge_request
         if request is None:
             return
@@ -105,7 +105,8 @@ async def ask_in_stages(
         if not is_done(state.questions):
             request = state.question_request
             state.questions = await run(request, KIND_QUESTIONS, lambda: stages.ask_questions(request), spent)
-            state.items = read_items(state.unit, state.questions, params, ledger) if state.questions else []
+            questions = state.questions
+            state.items = await asyncio.to_thread(read_items, state.unit, questions, params, ledger) if questions else []
         await asyncio.gather(
             *(answer_then_judge(state.unit, item, spent) for item in state.items if item.repeats is None)
         )

@@ -37,7 +37,8 @@ async def finish_run(
     ledger: Ledger, out: str | Path, summarize_with: SummarizeWith, publish: Publish, *,
     plan: RunPlan | None, params: TeacherParams | None,
 ) -> RunSummary:  # fmt: skip
-    """Export the ledger, rebuild the dataset, then write ``summary.json`` and publish the summary."""
+    """Flush any spooled answers, export the ledger, rebuild the dataset, write ``summary.json``, publish."""
+    ledger.flush_spool()  # answers kept on disk while the database was away belong in this run's dataset
     ledger.export()
     summary = summarize_with(rebuild_dataset(ledger, out, plan, params))
     write_summary(out, summary)
