@@ -73,7 +73,11 @@ def test_submit_then_collect_builds_the_online_dataset(
     online = params_for(tmp_path / "images", tmp_path / "online", teacher.base_url)
     run_flow(generate(online, return_state=True))  # type: ignore[call-overload]
     batch_rows = read_jsonl(tmp_path / "batch" / "train.jsonl")
-    assert batch_rows == read_jsonl(tmp_path / "online" / "train.jsonl") and len(batch_rows) == 3
+    online_rows = read_jsonl(tmp_path / "online" / "train.jsonl")
+    # The same rows, each naming the same picture (its content address) in its own run folder's images/.
+    assert [{**r, "images": [Path(p).name for p in r["images"]]} for r in batch_rows] == [
+        {**r, "images": [Path(p).name for p in r["images"]]} for r in online_rows
+    ] and len(batch_rows) == 3
 
     listing = run_cli("batches", "--out", str(tmp_path / "batch"), "--json")
     assert listing.returncode == EXIT_OK, listing.stderr

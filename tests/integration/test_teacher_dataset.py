@@ -8,11 +8,12 @@ from tests.support.helpers import make_images, run_cli
 from vqa_distill.dataset.build import build_dataset, read_jsonl
 from vqa_distill.dataset.rows import row_problems
 from vqa_distill.teacher.endpoint.request import request_key
+from vqa_distill.teacher.images.discovery import file_sha256
 from vqa_distill.teacher.ledger.records import STATUS_ANSWERED, STATUS_FAILED, Ledger, TeacherRecord
 
 
 def answered(image: Path, prompt: str, answer: str, *, system: str | None = None, model: str = "m") -> TeacherRecord:
-    sha = image.name.ljust(64, "0")
+    sha = file_sha256(image)  # the dataset copies the image only while it holds the bytes the teacher saw
     return TeacherRecord(
         key=request_key(sha256=sha, prompt=prompt, system=system, model=model, params={}), status=STATUS_ANSWERED,
         image_path=str(image), rel_path=image.name, sha256=sha, prompt=prompt, system=system, model=model,

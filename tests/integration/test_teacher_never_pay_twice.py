@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.helpers import REPO_ROOT, chat_requests, generate_args, make_images, params_for
+from tests.support.row_pictures import original_of
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.dataset.build import read_jsonl
 from vqa_distill.teacher.ledger.records import STATUS_ANSWERED, Ledger
@@ -61,7 +62,8 @@ def test_another_folder_with_the_same_pictures_is_answered_from_the_cache(
     assert outcome.summary is not None and outcome.summary.already_answered == 3
     assert chat_requests(teacher.stats()) == []
     rows = read_jsonl(tmp_path / "out2" / "train.jsonl")
-    assert sorted(Path(row["images"][0]).name for row in rows) == ["copy 0.png", "copy 1.png", "copy 2.png"]
+    named = sorted(original_of(row["images"][0], copies.iterdir()).name for row in rows)
+    assert named == ["copy 0.png", "copy 1.png", "copy 2.png"]
 
 
 def test_a_changed_prompt_or_parameter_is_a_new_question(tmp_path: Path, teacher: Any, api_key_env: str) -> None:

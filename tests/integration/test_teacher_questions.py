@@ -27,6 +27,7 @@ from tests.support.qa_helpers import (
     records_of,
     task_run_names,
 )
+from tests.support.row_pictures import original_of
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.dataset.similarity import near_duplicate_questions, normalize
 from vqa_distill.teacher.ledger.records import STATUS_ANSWERED, Ledger
@@ -67,13 +68,14 @@ def test_each_image_gets_n_distinct_questions_each_answered_beside_its_image(
     rows = read_jsonl_lines(tmp_path / "out" / "train.jsonl")
     assert len(rows) == 16
     for row in rows:
-        (image,) = row["images"]
+        (picture,) = row["images"]
+        image = str(original_of(picture, sizes))  # the row names the teacher's picture of it
         system, user, assistant = row["messages"]
         assert system == {"role": "system", "content": "Be precise."}
         assert user["content"].startswith("<image>")
         assert user["content"].removeprefix("<image>") in by_image[image]  # its own image's question
         assert sizes[Path(image)] in assistant["content"]  # the answer is about that picture (its size)
-    assert Counter(row["images"][0] for row in rows) == dict.fromkeys((str(p) for p in sizes), 4)
+    assert Counter(str(original_of(row["images"][0], sizes)) for row in rows) == dict.fromkeys(map(str, sizes), 4)
     assert read_jsonl_lines(tmp_path / "out" / "rejected.jsonl") == []
     assert (tmp_path / "out" / "review.html").is_file()
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from tests.support.helpers import TINY_TRAINING
 from tests.support.qa_helpers import qa_images, qa_params, read_jsonl_lines
+from tests.support.row_pictures import original_of
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.student import training
 from vqa_distill.student.params import TrainParams
@@ -38,7 +39,7 @@ def test_conversation_rows_pass_the_preflight_and_train_with_ms_swift(
         users = [m["content"] for m in row["messages"] if m["role"] == "user"]
         assert users[0].startswith("<image>") and not any("<image>" in u for u in users[1:])
         answers = [m["content"] for m in row["messages"] if m["role"] == "assistant"]
-        assert all(sizes[Path(row["images"][0])] in answer for answer in answers)
+        assert all(sizes[original_of(row["images"][0], sizes)] in answer for answer in answers)
 
     assert check_files([str(train)], max_length=4096).ok  # structure and images, without a model
 

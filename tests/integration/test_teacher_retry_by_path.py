@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.support.helpers import chat_requests, generate_args, make_image, run_cli
+from tests.support.row_pictures import original_of
 from vqa_distill.errors import EXIT_OK, EXIT_SOME_FAILED
 
 RECORDED_WITHIN_S = 30.0  # task runs reach the API a moment after the flow run ends
@@ -43,4 +44,5 @@ def test_retry_failed_tells_two_files_of_one_name_apart(teacher: Any, tmp_path: 
     asked = chat_requests(teacher.stats())
     assert [r["image_sizes"][0] for r in asked] == ["40x40"]  # a/x.jpg only; b/x.jpg stays answered
     rows = (tmp_path / "run" / "train.jsonl").read_text().splitlines()
-    assert sorted(Path(json.loads(row)["images"][0]).parent.name for row in rows) == ["a", "b"]
+    originals = list(images.rglob("x.jpg"))
+    assert sorted(original_of(json.loads(row)["images"][0], originals).parent.name for row in rows) == ["a", "b"]

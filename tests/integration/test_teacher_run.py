@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.support.helpers import TEST_API_KEY, chat_requests, generate_args, make_images, params_for, run_cli
+from tests.support.row_pictures import original_of
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.dataset.build import read_jsonl
 from vqa_distill.errors import EXIT_FATAL, EXIT_OK, EXIT_SOME_FAILED
@@ -93,7 +94,8 @@ def test_unusable_answers_are_recorded_and_kept_out_of_the_dataset(
     assert outcome.summary is not None
     assert (outcome.summary.answered_now, outcome.summary.unusable, outcome.summary.failed) == (2, 1, 0)
     rows = read_jsonl(tmp_path / "out" / "train.jsonl")
-    assert len(rows) == 2 and not any("odd_" in row["images"][0] for row in rows)
+    originals = list((tmp_path / "images").iterdir())
+    assert len(rows) == 2 and not any(original_of(r["images"][0], originals).name.startswith("odd_") for r in rows)
     unusable = [r for r in read_jsonl(tmp_path / "out" / "responses.jsonl") if r["status"] == "unusable"]
     assert len(unusable) == 1 and unusable[0]["finish_reason"] == finish_reason
     assert outcome.summary.failed_items[0].status == "unusable"
@@ -135,7 +137,7 @@ def test_missing_key_and_bad_options_are_fatal(tmp_path: Path, teacher: Any) -> 
 def test_mixed_folder_through_the_cli(tmp_path: Path, teacher: Any, api_key_env: str) -> None:
     from tests.support.helpers import build_mixed_folder
 
-    build_mixed_folder(tmp_path / "images")
+    paths = build_mixed_folder(tmp_path / "images")
     result = run_cli(*generate_args(tmp_path / "images", tmp_path / "out", teacher.base_url))
     assert result.returncode == EXIT_SOME_FAILED, result.stderr
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
@@ -148,7 +150,8 @@ def test_mixed_folder_through_the_cli(tmp_path: Path, teacher: Any, api_key_env:
     assert len(chat_requests(teacher.stats())) == 4  # duplicate bytes asked once, broken files never sent
     rows = read_jsonl(tmp_path / "out" / "train.jsonl")
     assert len(rows) == 4 and all(Path(row["images"][0]).is_absolute() for row in rows)
-    assert "ünïcode name 1.jpg" in result.stdout + json.dumps(rows, ensure_ascii=False)
+    assert "ünïcode name 1.jpg" in {original_of(row["images"][0], paths.values()).name for row in rows}
+    assert "ünïcode name 1.jpg" in (tmp_path / "out" / "review.html").read_text(encoding="utf-8")  # its path shown
 
 
 def test_original_flags_and_config_file(tmp_path: Path, teacher: Any, api_key_env: str) -> None:

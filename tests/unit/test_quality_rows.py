@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from vqa_distill.dataset.pictures import Source, copy_path
 from vqa_distill.dataset.qa_build import build_qa_dataset
 from vqa_distill.dataset.rows import make_conversation_row, row_problems
 from vqa_distill.errors import ConfigError
@@ -17,6 +18,7 @@ from vqa_distill.student.preflight import check_file
 from vqa_distill.teacher.answers.outcomes import answer_record
 from vqa_distill.teacher.endpoint.client import TeacherAnswer
 from vqa_distill.teacher.endpoint.request import request_key
+from vqa_distill.teacher.images.discovery import file_sha256
 from vqa_distill.teacher.ledger.records import (
     KIND_ANSWER,
     KIND_JUDGE,
@@ -63,7 +65,7 @@ def _unit(tmp_path: Path) -> QAUnit:
     path = tmp_path / "images" / "tile.png"
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new("RGB", (32, 32), (180, 20, 20)).save(path)
-    return QAUnit(str(path), "tile.png", "ab" * 32, "Focus on defects.")
+    return QAUnit(str(path), "tile.png", file_sha256(path), "Focus on defects.")
 
 
 def _fill_ledger(ledger: Ledger, unit: QAUnit, params: TeacherParams, scores: dict[str, int]) -> None:
@@ -150,7 +152,7 @@ def test_the_gates_over_a_ledger_write_rows_rejected_lines_and_the_report(tmp_pa
     assert rows == [{
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "<image>What colour is the tile?"},
                      {"role": "assistant", "content": ANSWERS["What colour is the tile?"]}],
-        "images": [unit.image_path],
+        "images": [str(copy_path(out, Source(unit.image_path, unit.sha256, params.max_pixels)))],
     }]  # fmt: skip
     rejected = {line["question"]: line for line in map(json.loads, (out / "rejected.jsonl").read_text().splitlines())}
     assert rejected["What is the colour of the tile?"]["reason"] == "duplicate question"

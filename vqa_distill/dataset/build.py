@@ -1,7 +1,8 @@
 """Build the ms-swift training files from the ledger: validate, de-duplicate, split, write, report.
 
 Rows of one image never straddle train and val (the split is by image), so validation measures
-generalisation to unseen pictures, not memory of a second prompt about the same one.
+generalisation to unseen pictures, not memory of a second prompt about the same one. Each row points at
+the copy of its image as the teacher saw it (``pictures.py``), never at the original file.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ import pandas as pd
 from pydantic import BaseModel
 
 from vqa_distill.atomic import atomic_write_lines, atomic_write_text
+from vqa_distill.dataset.pictures import IMAGES_DIR, Source, make_copies
 from vqa_distill.dataset.quality import QualityReport
 from vqa_distill.dataset.review import ReviewEntry, preview, write_review
 from vqa_distill.dataset.rows import dumps_row, make_row, row_problems
 from vqa_distill.teacher.ledger.records import KIND_ANSWER, STATUS_ANSWERED, Ledger
+from vqa_distill.teacher.params import DEFAULT_MAX_PIXELS
 
 TRAIN_FILE = "train.jsonl"
 VAL_FILE = "val.jsonl"
@@ -43,6 +46,8 @@ class DatasetReport(BaseModel):
     rejected_path: str | None = None  # questions mode: every row left out, with its reason
     review_path: str | None = None  # review.html, when asked for
     review_preview: list[dict[str, Any]] = []  # the first rows of the review page's sample
+    images_dir: str | None = None  # the copies the rows point at: each image as the teacher saw it
+    images_copied: int = 0  # copies this build made; the others existed already (a rebuild makes none)
 
 
 def answered_table(ledger: Ledger, keys: Iterable[str] | None = None) -> pd.DataFrame:
@@ -57,11 +62,12 @@ def answered_table(ledger: Ledger, keys: Iterable[str] | None = None) -> pd.Data
             "system": r.system,
             "answer": r.answer or "",
             "updated_at": r.updated_at,
+            "max_pixels": int(r.params.get("max_pixels") or DEFAULT_MAX_PIXELS),  # the teacher's budget
         }
         for r in ledger.records(STATUS_ANSWERED)
         if r.kind == KIND_ANSWER and (wanted is None or r.key in wanted)
     ]
-    columns = ["key", "sha256", "image_path", "prompt", "system", "answer", "updated_at"]
+    columns = ["key", "sha256", "image_path", "prompt", "system", "answer", "updated_at", "max_pixels"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -79,6 +85,28 @@ def to_rows(table: pd.DataFrame) -> pd.DataFrame:
         for row, path in zip(table["row"], table["image_path"], strict=True)
     ]
     return table
+
+
+def with_pictures(out: Path, table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Point each row at the copy of its image as the teacher saw it (``pictures.py``); a row whose image
+    has no copy gets the reason as a problem. Returns the table, with a ``picture`` column, and the copies
+    made now."""
+    sources = [
+        Source(path, sha, int(budget))
+        for path, sha, budget in zip(table["image_path"], table["sha256"], table["max_pixels"], strict=True)
+    ]
+    copies = make_copies(out, sources)
+    table = table.copy()
+    table["picture"] = [copies.paths.get(source) for source in sources]
+    table["row"] = [
+        {**row, "images": [picture]} if picture else row
+        for row, picture in zip(table["row"], table["picture"], strict=True)
+    ]
+    table["problems"] = [
+        [*problems, copies.problems[source]] if source in copies.problems else problems
+        for problems, source in zip(table["problems"], sources, strict=True)
+    ]
+    return table, copies.made
 
 
 def split_by_image(table: pd.DataFrame, val_ratio: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -136,32 +164,44 @@ def build_dataset(
     out = Path(out_dir)
     table = to_rows(answered_table(ledger, keys))
     has_problems = table["problems"].map(bool).astype(bool)  # a boolean mask even when the table is empty
-    invalid = table[has_problems]
     valid = table[~has_problems].sort_values("updated_at", kind="stable")
     # One answer per (image content, prompt, system): the newest wins, older duplicates go.
     deduped = valid.drop_duplicates(subset=["sha256", "prompt", "system"], keep="last").sort_values(
         ["image_path", "prompt"], kind="stable"
     )
-    train, val = write_splits(out, deduped, val_ratio, seed)
+    # Then the picture of each: an image that cannot be copied as the teacher saw it leaves its rows out.
+    deduped, copied = with_pictures(out, deduped)
+    unpictured = deduped["problems"].map(bool).astype(bool)
+    kept = deduped[~unpictured]
+    invalid = [
+        f"{path}: {'; '.join(problems)}"
+        for frame in (table[has_problems], deduped[unpictured])
+        for path, problems in zip(frame["image_path"], frame["problems"], strict=True)
+    ]
+    train, val = write_splits(out, kept, val_ratio, seed)
     train_path = out / TRAIN_FILE
     val_path = out / VAL_FILE
-    words = deduped["answer"].str.split().str.len() if len(deduped) else pd.Series([0])
+    words = kept["answer"].str.split().str.len() if len(kept) else pd.Series([0])
     report = DatasetReport(
         train_path=str(train_path.resolve()),
         val_path=str(val_path.resolve()) if val_ratio > 0 else None,
         train_rows=len(train),
         val_rows=len(val),
-        images=int(deduped["sha256"].nunique()),
-        prompts=int(deduped["prompt"].nunique()),
+        images=int(kept["sha256"].nunique()),
+        prompts=int(kept["prompt"].nunique()),
         dropped_invalid=len(invalid),
         dropped_duplicates=len(valid) - len(deduped),
         answer_words_mean=round(float(words.mean()), 1),
         answer_words_max=int(words.max()),
-        invalid_reasons=[f"{p}: {'; '.join(r)}" for p, r in zip(invalid["image_path"], invalid["problems"], strict=True)],
+        invalid_reasons=invalid,
+        images_dir=str((out / IMAGES_DIR).resolve()),
+        images_copied=copied,
     )
     entries = [
-        ReviewEntry(image_path=path, question=prompt, answer=answer)
-        for path, prompt, answer in zip(deduped["image_path"], deduped["prompt"], deduped["answer"], strict=True)
+        ReviewEntry(image_path=path, question=prompt, answer=answer, picture=picture)
+        for path, prompt, answer, picture in zip(
+            kept["image_path"], kept["prompt"], kept["answer"], kept["picture"], strict=True
+        )
     ]
     return write_stats(out, attach_review(report, out, entries, review, seed))
 

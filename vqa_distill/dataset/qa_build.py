@@ -5,6 +5,8 @@ a question that needs no image or a score under ``min_score`` are left out; then
 row order, an answer repeating an earlier kept one. Every row left out goes to rejected.jsonl with its
 reason; the counts and the judge's scores make the QualityReport. Rows are single-turn (one per
 question) or, with ``conversation``, one multi-turn row per image; the split is by image, as always.
+Rows and the review page show each image as the teacher saw it (``pictures.py``); rejected.jsonl names
+the original file.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from vqa_distill.dataset.build import (
     write_splits,
     write_stats,
 )
+from vqa_distill.dataset.pictures import IMAGES_DIR, Copies, Source, make_copies
 from vqa_distill.dataset.review import ReviewEntry
 from vqa_distill.dataset.rows import make_conversation_row, make_row, row_problems
 from vqa_distill.dataset.similarity import AnswerIndex
@@ -64,10 +67,15 @@ class Candidate:
             "detail": self.detail, "score": self.score, "key": self.item.request.key,
         }  # fmt: skip
 
-    def review_entry(self) -> ReviewEntry:
-        """This candidate as a row of the review page."""
+    def source(self, params: TeacherParams) -> Source:
+        """The image this candidate is about, as the teacher saw it (at the run's pixel budget)."""
+        return Source(self.unit.image_path, self.unit.sha256, params.max_pixels)
+
+    def review_entry(self, picture: str | None) -> ReviewEntry:
+        """This candidate as a row of the review page, its thumbnail drawn from ``picture``."""
         reason = f"{self.reason}: {self.detail}" if self.reason and self.detail else self.reason
-        return ReviewEntry(self.unit.image_path, self.item.question.text, self.answer, self.score, reason)
+        question = self.item.question.text
+        return ReviewEntry(self.unit.image_path, question, self.answer, self.score, reason, picture)
 
 
 def verdict_of(item: QAItem) -> Judgement | None:
@@ -155,32 +163,31 @@ def drop_duplicate_answers(candidates: list[Candidate]) -> None:
             )
 
 
-def rows_of(kept: list[Candidate], params: TeacherParams) -> pd.DataFrame:
-    """Return the rows (one per question, or one conversation per image) with their image and problems."""
+def rows_of(kept: list[Candidate], params: TeacherParams, copies: Copies) -> pd.DataFrame:
+    """Return the rows (one per question, or one conversation per image), each pointing at its image's copy,
+    with the original's path and the rows' problems (an image without a copy is one)."""
+    groups: list[list[Candidate]]
     if params.conversation:
         by_image: dict[str, list[Candidate]] = {}
         for candidate in kept:
             by_image.setdefault(candidate.unit.sha256, []).append(candidate)
-        rows = [
-            (group[0].unit, make_conversation_row(
-                image_path=group[0].unit.image_path, turns=[(c.item.question.text, c.answer) for c in group],
-                system=params.system))
-            for group in by_image.values()
-        ]  # fmt: skip
+        groups = list(by_image.values())
     else:
-        rows = [
-            (c.unit, make_row(image_path=c.unit.image_path, prompt=c.item.question.text, answer=c.answer, system=params.system))
-            for c in kept
-        ]
-    table = pd.DataFrame(
-        [{"sha256": u.sha256, "image_path": u.image_path, "row": row} for u, row in rows],
-        columns=["sha256", "image_path", "row"],
-    )
-    table["problems"] = [
-        row_problems(row) + ([] if Path(path).is_file() else [f"image file missing: {path}"])
-        for row, path in zip(table["row"], table["image_path"], strict=True)
-    ]
-    return table
+        groups = [[candidate] for candidate in kept]
+    records = []
+    for group in groups:
+        first, source = group[0], group[0].source(params)
+        picture = copies.paths.get(source, first.unit.image_path)
+        if params.conversation:
+            turns = [(c.item.question.text, c.answer) for c in group]
+            row = make_conversation_row(image_path=picture, turns=turns, system=params.system)
+        else:
+            question = first.item.question.text
+            row = make_row(image_path=picture, prompt=question, answer=first.answer, system=params.system)
+        problem = copies.problems.get(source)
+        records.append({"sha256": first.unit.sha256, "image_path": first.unit.image_path, "row": row,
+                        "problems": row_problems(row) + ([problem] if problem else [])})  # fmt: skip
+    return pd.DataFrame(records, columns=["sha256", "image_path", "row", "problems"])
 
 
 def build_qa_dataset(ledger: Ledger, units: list[QAUnit], params: TeacherParams) -> DatasetReport:
@@ -197,7 +204,9 @@ def build_qa_dataset(ledger: Ledger, units: list[QAUnit], params: TeacherParams)
     rejected_path = out / REJECTED_FILE
     lines = [*lost_sets, *(c.rejected_json() for c in candidates if c.reason is not None)]
     atomic_write_lines(rejected_path, (json.dumps(line, ensure_ascii=False) for line in lines))
-    table = rows_of(kept, params)
+    # Kept rows train on their image's copy; with a review page, left-out rows' images get one for it too.
+    copies = make_copies(out, (c.source(params) for c in (candidates if params.review else kept)))
+    table = rows_of(kept, params, copies)
     has_problems = table["problems"].map(bool).astype(bool)
     invalid, valid = table[has_problems], table[~has_problems]
     train, val = write_splits(out, valid, params.val_ratio, params.seed)
@@ -216,8 +225,12 @@ def build_qa_dataset(ledger: Ledger, units: list[QAUnit], params: TeacherParams)
         invalid_reasons=[f"{p}: {'; '.join(r)}" for p, r in zip(invalid["image_path"], invalid["problems"], strict=True)],
         quality=report,
         rejected_path=str(rejected_path.resolve()),
+        images_dir=str((out / IMAGES_DIR).resolve()),
+        images_copied=copies.made,
     )
-    entries = [c.review_entry() for c in candidates if c.item.answer is not None]
+    entries = [
+        c.review_entry(copies.paths.get(c.source(params))) for c in candidates if c.item.answer is not None
+    ]
     return write_stats(out, attach_review(dataset, out, entries, params.review, params.seed))
 
 

@@ -3,6 +3,8 @@
 One static HTML file in the run folder, with every thumbnail embedded as a small base64 JPEG data URL:
 it opens from disk or from an artifact store, needs no network and no script, and can be mailed.
 The teacher's answers are not guaranteed to be right; this is where a person checks a sample of them.
+Each thumbnail is drawn from the picture the row trains on (the copy of the image as the teacher saw
+it, ``pictures.py``), and the original's path is printed beside it, so a person can find the source.
 """
 
 from __future__ import annotations
@@ -38,13 +40,18 @@ h1{font-size:1.3rem} .meta{color:#555;margin-bottom:1rem}
 
 @dataclass(frozen=True)
 class ReviewEntry:
-    """One question and answer about one image, kept in the dataset or left out (``reason``)."""
+    """One question and answer about one image, kept in the dataset or left out (``reason``).
+
+    ``image_path`` is the original file; ``picture`` the copy the teacher's view was saved as, which the
+    thumbnail shows (the original only when there is no copy).
+    """
 
     image_path: str
     question: str
     answer: str
     score: int | None = None
     reason: str | None = None
+    picture: str | None = None
 
 
 def sample(entries: Sequence[ReviewEntry], count: int, seed: int) -> list[ReviewEntry]:
@@ -91,9 +98,10 @@ def render(entries: Sequence[ReviewEntry], *, total: int, seed: int) -> str:
     thumbnails: dict[str, str | None] = {}
     body = []
     for entry in entries:
-        if entry.image_path not in thumbnails:
-            thumbnails[entry.image_path] = thumbnail_url(entry.image_path)
-        body.append(_entry_html(entry, thumbnails[entry.image_path]))
+        shown = entry.picture or entry.image_path
+        if shown not in thumbnails:
+            thumbnails[shown] = thumbnail_url(shown)
+        body.append(_entry_html(entry, thumbnails[shown]))
     left_out = sum(1 for e in entries if e.reason)
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

@@ -7,6 +7,9 @@ possible, because preparing a photo is most of a run's CPU (docs/performance.md,
 JPEG's draft mode decodes at 1/2..1/8 scale, one resize brings the draft to the budget, and the EXIF
 orientation is applied to the small result, never to the full decode. Pillow releases the GIL while
 it decodes, resizes and (into a file descriptor) encodes, so callers run this in worker threads.
+
+The dataset's copy of an image (vqa_distill/dataset/pictures.py) is these same JPEG bytes, written to
+the run folder: the student reads the pixels the teacher was sent, not the original file.
 """
 
 from __future__ import annotations
@@ -54,6 +57,11 @@ class PreparedImage:
     original_width: int
     original_height: int
     data_url: str
+
+    @property
+    def jpeg(self) -> bytes:
+        """The JPEG the data URL carries: the pixels the teacher decodes, and the dataset's copy of them."""
+        return base64.b64decode(self.data_url.partition(",")[2])
 
 
 def fit_within(width: int, height: int, max_pixels: int) -> tuple[int, int]:
