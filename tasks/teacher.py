@@ -27,6 +27,7 @@ from prefect.states import State
 from prefect.tasks import exponential_backoff
 
 from vqa_distill.errors import TransientTeacherError
+from vqa_distill.teacher.answers.guard import answered_since_planned
 from vqa_distill.teacher.answers.outcomes import answer_record, failure_record
 from vqa_distill.teacher.endpoint.client import TeacherAnswer, ask
 from vqa_distill.teacher.endpoint.request import TeacherRequest
@@ -110,6 +111,8 @@ async def ask_and_record(request: TeacherRequest, make_record: MakeRecord, kind:
     runtime = resources_of(run_id)
     started_at = utc_now()
     attempt = task_run.run_count or 1
+    if (answered := await answered_since_planned(runtime.ledger, request)) is not None:
+        return answered.to_json()  # another run paid for it meanwhile: filed as a cache hit, nothing asked
     try:
         image = await runtime.images.get(request)
         answer: TeacherAnswer = await ask(runtime.client, runtime.gate, request, image)
