@@ -154,7 +154,7 @@ class Ledger:
 
     # --- writing -------------------------------------------------------------------------------
     def record(self, record: TeacherRecord) -> bool:
-        """Store an outcome in its own transaction; return False when a done record already held the key.
+        """Store an outcome in its own transaction; return False when a done record already held the key, or a batch carries it.
 
         For synchronous callers (a batch collect, tools): the wait blocks the calling thread. If the
         database is away (a PostgreSQL restart), waiting for it is cheaper than failing, since a
