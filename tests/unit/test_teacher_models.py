@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vqa_distill.teacher.endpoint import client
+from vqa_distill.teacher.endpoint import body
 from vqa_distill.teacher.endpoint.client import estimate_tokens, request_options
 from vqa_distill.teacher.endpoint.models import family_of, model_spec, patch_count, tile_count
 from vqa_distill.teacher.endpoint.pricing import estimate_cost, price_of
@@ -179,7 +179,7 @@ def test_parameter_rules_per_family(model: str, cap: str, temperature: bool, eff
 @pytest.fixture
 def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
     """Forget which once-per-process warnings were given, so this test sees its own."""
-    monkeypatch.setattr(client, "_WARNED", set())
+    monkeypatch.setattr(body, "_WARNED", set())
 
 
 @pytest.mark.usefixtures("fresh_warnings")

@@ -1,6 +1,6 @@
 """What the client knows of each teacher model family: image tokens, accepted parameters and prices.
 
-Every figure comes from OpenAI's published pages:
+OpenAI's families, from its published pages:
 - image tokens: the vision guide, "Calculating costs"
   (https://platform.openai.com/docs/guides/images-vision#calculating-costs);
 - parameters: the reasoning guide (https://platform.openai.com/docs/guides/reasoning): reasoning
@@ -9,130 +9,81 @@ Every figure comes from OpenAI's published pages:
 - prices: the pricing page (https://openai.com/api/pricing/), USD per 1M tokens, standard tier;
   the Batch API bills half of them.
 
+Families outside OpenAI (Qwen-VL through DashScope, Gemini 2.x, Claude, GLM-4V, self-hosted Qwen2.5-VL
+and InternVL) follow their own providers' pages, named per rule in ``image_rules.py`` and in
+docs/models.md; their prices differ per region and tier and are not in the table.
+
 A model name matches its family when it equals it or continues it after a dash, so dated snapshots
 (``gpt-4o-mini-2024-07-18``) follow their family; the longest family wins, so gpt-4o-mini is never
-gpt-4o. A name the table does not know gets the most expensive image rule of all (``CONSERVATIVE_RULE``),
-so a rate limiter never lets too much through (``usage`` corrects each estimate after the call), chat
-parameters and no price.
+gpt-4o. A name with an organisation (``google/gemini-2.5-flash``, ``OpenGVLab/InternVL3-78B``) that
+matches nothing as a whole is matched by what follows its last slash. A name the table does not know
+gets the most expensive image rule of all (``CONSERVATIVE_RULE``) until its answers' ``usage``
+calibrates an estimate (``ratelimit/calibration.py``), chat parameters and no price.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Literal
 
-Detail = Literal["auto", "low", "high"]
+from vqa_distill.teacher.endpoint.image_rules import (
+    ClaudeRule,
+    Detail,
+    FixedRule,
+    GeminiTileRule,
+    ImageRule,
+    InternVLRule,
+    PatchRule,
+    QwenPatchRule,
+    TileRule,
+    patch_count,
+    tile_count,
+)
+from vqa_distill.teacher.images.budget import PixelBudget
+
+__all__ = ["MODELS", "Detail", "ModelSpec", "Price", "family_of", "model_spec", "patch_count", "tile_count"]
+
 ReasoningEffort = Literal["minimal", "low", "medium", "high"]
-
-# Tile scheme (vision guide): a high-detail image is scaled down to fit a 2048x2048 square, then
-# down again so its shortest side is at most 768 px (never up), and billed per 512-px tile.
-TILE_SIDE_PX = 512
-MAX_TILED_SIDE_PX = 2048
-SHORTEST_TILED_SIDE_PX = 768
-
-# Patch scheme (vision guide): 32x32-px patches; an image needing more than 1536 is shrunk to fit.
-PATCH_SIDE_PX = 32
-MAX_PATCHES = 1536
-
-ROUNDING_DIGITS = 9  # float noise (33.000000001 patches) must not add a patch or a pixel
 
 OUTPUT_CAP_CHAT = "max_tokens"
 OUTPUT_CAP_REASONING = "max_completion_tokens"
 EFFORTS_O_SERIES: tuple[ReasoningEffort, ...] = ("low", "medium", "high")
 EFFORTS_GPT_5: tuple[ReasoningEffort, ...] = ("minimal", "low", "medium", "high")
+# Gemini's OpenAI compatibility maps low / medium / high to thinking budgets of 1K / 8K / 24K tokens
+# (https://ai.google.dev/gemini-api/docs/openai); 2.0 models do not think.
+EFFORTS_GEMINI_2_5: tuple[ReasoningEffort, ...] = ("low", "medium", "high")
 BATCH_PRICE_SHARE = 0.5  # pricing page: the Batch API costs 50 % of the standard price
 
-
-def _check_size(width: int, height: int) -> None:
-    if width <= 0 or height <= 0:
-        raise ValueError(f"image size must be positive, got {width}x{height}")
-
-
-def tiled_size(width: int, height: int) -> tuple[int, int]:
-    """Return the size a high-detail image is scaled to before tiling (never upscaled)."""
-    _check_size(width, height)
-    w, h = float(width), float(height)
-    fit = min(1.0, MAX_TILED_SIDE_PX / max(w, h))
-    w, h = w * fit, h * fit
-    shrink = min(1.0, SHORTEST_TILED_SIDE_PX / min(w, h))
-    return max(1, round(w * shrink)), max(1, round(h * shrink))
-
-
-def tile_count(width: int, height: int) -> int:
-    """Return the 512-px tiles of a high-detail image of ``width`` x ``height``."""
-    w, h = tiled_size(width, height)
-    return math.ceil(w / TILE_SIDE_PX) * math.ceil(h / TILE_SIDE_PX)
-
-
-def _ceil(value: float) -> int:
-    return math.ceil(round(value, ROUNDING_DIGITS))
-
-
-def patch_count(width: int, height: int) -> int:
-    """Return the 32-px patches billed for an image, shrinking it first as OpenAI does above 1536."""
-    _check_size(width, height)
-    if _ceil(width / PATCH_SIDE_PX) * _ceil(height / PATCH_SIDE_PX) <= MAX_PATCHES:
-        return _ceil(width / PATCH_SIDE_PX) * _ceil(height / PATCH_SIDE_PX)
-    # Vision guide, step B: scale so the area holds 1536 patches, then shrink so that whole patches
-    # along each side fit.
-    r = math.sqrt(PATCH_SIDE_PX**2 * MAX_PATCHES / (width * height))
-    across, down = width * r / PATCH_SIDE_PX, height * r / PATCH_SIDE_PX
-    # A side under one patch (a sliver of an image) keeps its scale rather than collapsing to zero.
-    r *= min((math.floor(side) / side for side in (across, down) if side >= 1), default=1.0)
-    patches = _ceil(width * r / PATCH_SIDE_PX) * _ceil(height * r / PATCH_SIDE_PX)
-    return min(MAX_PATCHES, patches)
-
-
-@dataclass(frozen=True, slots=True)
-class TileRule:
-    """Tile models: ``base`` per image plus ``per_tile`` per 512-px tile; ``detail: low`` is ``base``."""
-
-    base: int
-    per_tile: int
-
-    def tokens(self, width: int, height: int, detail: Detail = "high") -> int:
-        """Return the prompt tokens of one image; ``auto`` counts as ``high``, the larger."""
-        _check_size(width, height)
-        if detail == "low":
-            return self.base
-        return self.base + self.per_tile * tile_count(width, height)
-
-    def describe(self) -> str:
-        """Return the rule in words, for docs and log lines."""
-        return f"{self.base} + {self.per_tile} per 512-px tile (low detail: {self.base})"
-
-
-@dataclass(frozen=True, slots=True)
-class PatchRule:
-    """Patch models: 32-px patches (at most 1536) times ``multiplier``, rounded up; ``detail`` is ignored."""
-
-    multiplier: float
-
-    def tokens(self, width: int, height: int, detail: Detail = "high") -> int:
-        """Return the prompt tokens of one image, whatever the detail."""
-        # Fraction: 100 patches x 1.62 must be 162, not 162.00000000000003 rounded up to 163.
-        return math.ceil(patch_count(width, height) * Fraction(str(self.multiplier)))
-
-    def describe(self) -> str:
-        """Return the rule in words, for docs and log lines."""
-        return f"32-px patches (at most {MAX_PATCHES}) x {self.multiplier}, any detail"
-
-
-ImageRule = TileRule | PatchRule
-
-# Vision guide, "Calculating costs", tile table (base tokens, tokens per tile).
+# OpenAI's vision guide, "Calculating costs", tile table (base tokens, tokens per tile).
 GPT_4O_TILES = TileRule(base=85, per_tile=170)  # gpt-4o, gpt-4.1, chatgpt-4o-latest
 GPT_4O_MINI_TILES = TileRule(base=2833, per_tile=5667)  # many tokens, each priced far below gpt-4o's
 GPT_5_TILES = TileRule(base=70, per_tile=140)  # gpt-5, gpt-5-chat-latest
 O_SERIES_TILES = TileRule(base=75, per_tile=150)  # o1, o3
-# Vision guide, patch table (multiplier applied to the patch count).
+# OpenAI's vision guide, patch table (multiplier applied to the patch count).
 MINI_PATCHES = PatchRule(multiplier=1.62)  # gpt-4.1-mini, gpt-5-mini
 NANO_PATCHES = PatchRule(multiplier=2.46)  # gpt-4.1-nano, gpt-5-nano
 O4_MINI_PATCHES = PatchRule(multiplier=1.72)  # o4-mini
 # The most tokens any known rule bills for one image: gpt-4o-mini's tiles (up to 48,169 for 8 tiles).
 CONSERVATIVE_RULE = GPT_4O_MINI_TILES
+
+# DashScope's Qwen-VL guide: 28x28 px a token, 4 to 1,280 tokens an image by default (+2 markers).
+DASHSCOPE_QWEN_PATCHES = QwenPatchRule(min_pixels=4 * 28 * 28, max_pixels=1280 * 28 * 28)
+# Qwen2/2.5-VL's preprocessor_config.json on Hugging Face: min_pixels 3136, max_pixels 12845056
+# (16,384 tokens), what vLLM, SGLang and LMDeploy use unless started with other limits.
+SELF_HOSTED_QWEN_PATCHES = QwenPatchRule(min_pixels=56 * 56, max_pixels=12_845_056)
+# transformers' Glm4vImageProcessor: 112x112 px at least, 28*28*15000 px over two frames (an image is
+# two), so 7,500 tokens at most.
+GLM_4_5V_PATCHES = QwenPatchRule(min_pixels=112 * 112, max_pixels=28 * 28 * 7500)
+# GLM-4V-9B (THUDM/glm-4v-9b, config.json and modeling_chatglm.py): every image becomes 1120x1120, 14-px
+# patches downsampled 2x2: 40*40 = 1,600 tokens, + begin and end of image.
+GLM_4V_FIXED = FixedRule(tokens_per_image=1602, side=1120)
+GEMINI_TILES = GeminiTileRule()
+CLAUDE_PIXELS = ClaudeRule()
+INTERNVL_TILES = InternVLRule()
+# Anthropic's OpenAI SDK compatibility (https://docs.anthropic.com/en/api/openai-sdk): temperature is
+# capped at 1; response_format and reasoning_effort are ignored. Zhipu's API takes temperature in [0, 1].
+TEMPERATURE_CAP_CLAUDE = 1.0
+TEMPERATURE_CAP_GLM = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +113,8 @@ class ModelSpec:
     price: Price | None = None
     vision: bool = True  # False: the endpoint refuses images for this model
     known: bool = True
+    max_temperature: float | None = None  # a higher temperature is capped (Claude, GLM: 1)
+    honours_response_format: bool = True  # False: structured outputs are ignored (Claude's compatibility)
 
     @property
     def output_cap_parameter(self) -> str:
@@ -176,6 +129,10 @@ class ModelSpec:
     def image_tokens(self, width: int, height: int, detail: Detail = "high") -> int:
         """Return the prompt tokens of one image of ``width`` x ``height`` at ``detail``."""
         return self.image_rule.tokens(width, height, detail)
+
+    def budget(self, max_pixels: int) -> PixelBudget:
+        """Return the size to prepare images at: the run's ``max_pixels``, narrowed to what the model keeps."""
+        return self.image_rule.budget(max_pixels)
 
     def effort_for(self, wanted: ReasoningEffort) -> ReasoningEffort | None:
         """Return the accepted effort closest to ``wanted`` at or above it, or None when refused."""
@@ -193,8 +150,8 @@ def _reasoning(family: str, rule: ImageRule, price: Price, *, vision: bool = Tru
     return ModelSpec(family, rule, reasoning=True, efforts=efforts, price=price, vision=vision)
 
 
-# Image rules: the vision guide's tables above. Parameters: the reasoning guide. Prices: the pricing
-# page, Price(input, output) in USD per 1M tokens, standard tier.
+# OpenAI: image rules from the vision guide, parameters from the reasoning guide, Price(input, output)
+# in USD per 1M tokens from the pricing page. Others: see the rules above and docs/models.md.
 MODELS: dict[str, ModelSpec] = {
     spec.family: spec
     for spec in (
@@ -216,14 +173,42 @@ MODELS: dict[str, ModelSpec] = {
         _reasoning("o4-mini", O4_MINI_PATCHES, Price(1.10, 4.40)),
         # The offline teacher's own model (vqa_distill.offline_teacher): billed like gpt-4o, free.
         ModelSpec("teacher-offline", GPT_4O_TILES, price=Price(0.0, 0.0)),
+        # Qwen-VL through DashScope's OpenAI-compatible mode (qwen-vl-max-latest, qwen2.5-vl-72b-instruct...).
+        ModelSpec("qwen-vl-max", DASHSCOPE_QWEN_PATCHES),
+        ModelSpec("qwen-vl-plus", DASHSCOPE_QWEN_PATCHES),
+        ModelSpec("qwen2.5-vl", DASHSCOPE_QWEN_PATCHES),
+        ModelSpec("qwen2-vl", DASHSCOPE_QWEN_PATCHES),
+        # Self-hosted (vLLM, SGLang, LMDeploy) under their Hugging Face names: Qwen/Qwen2.5-VL-72B-Instruct.
+        ModelSpec("qwen/qwen2.5-vl", SELF_HOSTED_QWEN_PATCHES),
+        ModelSpec("qwen/qwen2-vl", SELF_HOSTED_QWEN_PATCHES),
+        ModelSpec("internvl2", INTERNVL_TILES),
+        ModelSpec("internvl2_5", INTERNVL_TILES),
+        ModelSpec("internvl3", INTERNVL_TILES),
+        ModelSpec("internvl3_5", INTERNVL_TILES),
+        # Gemini 2.x through its OpenAI compatibility; 2.5 models think, and take reasoning_effort for it.
+        ModelSpec("gemini-2.0", GEMINI_TILES),
+        ModelSpec("gemini-2.5", GEMINI_TILES, efforts=EFFORTS_GEMINI_2_5),
+        # Claude through Anthropic's OpenAI SDK compatibility: every Claude 3 and 4 model reads images the same way.
+        ModelSpec(
+            "claude", CLAUDE_PIXELS, max_temperature=TEMPERATURE_CAP_CLAUDE, honours_response_format=False
+        ),
+        # Zhipu's GLM-4V (glm-4v, glm-4v-plus, glm-4v-flash) and the GLM-4.1V/4.5V generation.
+        ModelSpec("glm-4v", GLM_4V_FIXED, max_temperature=TEMPERATURE_CAP_GLM),
+        ModelSpec("glm-4.1v", GLM_4_5V_PATCHES, max_temperature=TEMPERATURE_CAP_GLM),
+        ModelSpec("glm-4.5v", GLM_4_5V_PATCHES, max_temperature=TEMPERATURE_CAP_GLM),
     )
 }
 
-def family_of(model: str) -> str | None:
-    """Return the table's family of ``model`` (longest match, dated snapshots included), or None."""
-    name = model.strip().lower()
+
+def _family_match(name: str) -> str | None:
     matches = [family for family in MODELS if name == family or name.startswith(family + "-")]
     return max(matches, key=len, default=None)
+
+
+def family_of(model: str) -> str | None:
+    """Return the table's family of ``model`` (longest match, dated snapshots and organisations included), or None."""
+    name = model.strip().lower()
+    return _family_match(name) or (_family_match(name.rsplit("/", 1)[1]) if "/" in name else None)
 
 
 def model_spec(model: str) -> ModelSpec:

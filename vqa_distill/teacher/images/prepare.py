@@ -2,7 +2,8 @@
 matches its bytes.
 
 OpenAI fits a high-detail image into 2048x2048 and bills 512-px tiles of a 768-px shortest side, so
-sending a 12 MP photo at full size only costs upload time. The pixels are touched as few times as
+sending a 12 MP photo at full size only costs upload time; other families keep other sizes, and the
+image is sent at the one its model keeps (``budget.py``). The pixels are touched as few times as
 possible, because preparing a photo is most of a run's CPU (docs/performance.md, "Preparing one photo"):
 JPEG's draft mode decodes at 1/2..1/8 scale, one resize brings the draft to the budget, and the EXIF
 orientation is applied to the small result, never to the full decode. Pillow releases the GIL while
@@ -15,7 +16,6 @@ the run folder: the student reads the pixels the teacher was sent, not the origi
 from __future__ import annotations
 
 import base64
-import math
 import os
 import tempfile
 from dataclasses import dataclass
@@ -25,6 +25,8 @@ from typing import IO
 from PIL import Image, UnidentifiedImageError
 
 from vqa_distill.errors import ImageError
+from vqa_distill.teacher.images.budget import PixelBudget
+from vqa_distill.teacher.images.budget import fit_within as fit_within  # where callers have always found it
 
 JPEG_QUALITY = 90
 OUTPUT_MIME = "image/jpeg"
@@ -64,14 +66,6 @@ class PreparedImage:
         return base64.b64decode(self.data_url.partition(",")[2])
 
 
-def fit_within(width: int, height: int, max_pixels: int) -> tuple[int, int]:
-    """Return the largest size with the same aspect ratio and at most ``max_pixels`` pixels."""
-    if width * height <= max_pixels:
-        return width, height
-    scale = math.sqrt(max_pixels / (width * height))
-    return max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
-
-
 def to_rgb(image: Image.Image) -> Image.Image:
     """Convert any mode (CMYK, palette, alpha, 16-bit, grey) to 8-bit RGB; alpha goes onto white."""
     if image.mode in SIXTEEN_BIT_MODES:
@@ -87,15 +81,20 @@ def to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB") if image.mode != "RGB" else image
 
 
-def prepare_image(path: str | Path, max_pixels: int) -> PreparedImage:
-    """Decode, downscale, orient and convert an image file; raise ImageError saying why it failed."""
+def prepare_image(path: str | Path, max_pixels: int | PixelBudget) -> PreparedImage:
+    """Decode, resize, orient and convert an image file; raise ImageError saying why it failed.
+
+    ``max_pixels`` is the run's pixel count, or the teacher model's ``PixelBudget``, which also says
+    the shape the model keeps (Qwen: sides a multiple of 28).
+    """
+    shape = max_pixels if isinstance(max_pixels, PixelBudget) else PixelBudget(max_pixels)
     try:
         with Image.open(path) as source:
             original_width, original_height = source.size
             orientation = source.getexif().get(ORIENTATION_TAG, 1)
             swapped = orientation in SWAPS_SIDES
             oriented = (original_height, original_width) if swapped else (original_width, original_height)
-            width, height = fit_within(*oriented, max_pixels)
+            width, height = shape.target(*oriented)
             stored = (height, width) if swapped else (width, height)  # the target in the file's own sides
             if source.format == "JPEG":
                 source.draft("RGB", stored)  # decode at a reduced scale, never below the target

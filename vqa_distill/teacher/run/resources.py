@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from openai import AsyncOpenAI
 
 from vqa_distill.teacher.endpoint.client import open_client
+from vqa_distill.teacher.endpoint.models import model_spec
 from vqa_distill.teacher.endpoint.request import TeacherRequest
+from vqa_distill.teacher.images.budget import PixelBudget
 from vqa_distill.teacher.images.prepare import PreparedImage, prepare_image
 from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
@@ -36,17 +38,16 @@ class PreparedImages:
     def __init__(self, capacity: int, workers: int | None = None):
         self._capacity = capacity
         self._pool = ThreadPoolExecutor(max_workers=workers or os.cpu_count() or 2, thread_name_prefix="prepare")
-        self._futures: OrderedDict[tuple[str, int], asyncio.Future[PreparedImage]] = OrderedDict()
+        self._futures: OrderedDict[tuple[str, PixelBudget], asyncio.Future[PreparedImage]] = OrderedDict()
 
     async def get(self, request: TeacherRequest) -> PreparedImage:
-        """Return the request's image prepared within its pixel budget (raises ImageError)."""
-        cache_key = (request.sha256, int(request.params.get("max_pixels", 0)))
+        """Return the request's image prepared at the size its model keeps, within its budget (raises ImageError)."""
+        budget = model_spec(request.model).budget(int(request.params.get("max_pixels", 0)))
+        cache_key = (request.sha256, budget)  # a judge of another family gets its own size of the image
         future = self._futures.get(cache_key)
         if future is None:
             loop = asyncio.get_running_loop()
-            future = asyncio.ensure_future(
-                loop.run_in_executor(self._pool, prepare_image, request.image_path, cache_key[1])
-            )
+            future = asyncio.ensure_future(loop.run_in_executor(self._pool, prepare_image, request.image_path, budget))
             self._futures[cache_key] = future
             while len(self._futures) > self._capacity:
                 self._futures.popitem(last=False)
