@@ -5,9 +5,14 @@ process with ``running_teacher_server()`` and talk to it through the real ``open
 
 Top: ``app`` (assembly and serving), ``main`` (the command line), ``process`` (start/stop as a child
 process). Packages, each above the ones after it (import-linter checks the order): ``batch/`` (the Batch
-and Files APIs), ``routes/`` (chat completions, models, admin, middleware), ``replies/`` (answers,
-questions, judge scores, structured outputs), ``server/`` (settings, shared state, request records,
-fault rules), ``rules/`` (the API's shapes, parameter rules, image checks, billing and limits). Importing this package imports none of them.
+and Files APIs), ``routes/`` (chat completions and their exchange, models, admin, middleware),
+``replies/`` (answers, questions, judge scores, structured outputs), ``server/`` (settings and modes,
+shared state, the self-hosted capacity, request records, fault rules), ``rules/`` (the API's shapes,
+parameter rules, image checks, billing of OpenAI's and other families' images, limits). Importing this
+package imports none of them.
+
+Modes (``--mode``; server/config.py): ``openai`` (default), ``relay`` (other vendors' names and rules, no
+model lookup, no rate-limit headers) and ``self-hosted`` (vLLM-like: K in service, Q waiting, 503 beyond).
 """
 
 from __future__ import annotations

@@ -4,12 +4,17 @@ Endpoints:
 ```
 POST /v1/chat/completions    non-streaming chat completions (text + base64 data-URL images)   chat.py
 GET  /v1/models              the configured model list (needs the key)                         model_routes.py
-GET  /v1/models/{model}      one model, or 404 model_not_found (needs the key)                 model_routes.py
+GET  /v1/models/{model}      one model, or 404 model_not_found (needs the key); relay and
+                             self-hosted modes: a plain 404, as a missing route                model_routes.py
 GET  /health                 liveness, never needs a key                                       model_routes.py
 *    /v1/files...            upload, list, retrieve, content, delete (the Batch API's files)   files_api.py
 *    /v1/batches...          create, retrieve, cancel, list batches                            batch_api.py
-*    /_admin/...             stats, reset, faults, latency, limits, billing, batches           admin.py, batch_api.py
+*    /_admin/...             stats, reset, mode, faults, latency, limits, billing, capacity,
+                             batches                                                           admin.py, batch_api.py
 ```
+The mode (``openai``, ``relay``, ``self-hosted``; server/config.py) changes what the server shows around
+the one chat pipeline: model names and billing, the model lookup, rate-limit headers, 429s, or a
+K-in-service, Q-waiting capacity with 503s.
 Starlette rather than FastAPI: the routes are few and parse their own bodies, and the lighter stack
 keeps hundreds of concurrent requests cheap.
 """
@@ -47,9 +52,11 @@ from vqa_distill.offline_teacher.batch.store import BatchStore
 from vqa_distill.offline_teacher.routes.admin import (
     admin,
     admin_billing,
+    admin_capacity,
     admin_faults,
     admin_latency,
     admin_limits,
+    admin_mode,
     admin_stats,
     http_error,
 )
@@ -100,6 +107,8 @@ def create_app(config: ServerConfig | None = None) -> Starlette:
         Route("/_admin/latency", admin(admin_latency), methods=["GET", "PUT"]),
         Route("/_admin/limits", admin(admin_limits), methods=["GET", "PUT"]),
         Route("/_admin/billing", admin(admin_billing), methods=["GET", "PUT"]),
+        Route("/_admin/capacity", admin(admin_capacity), methods=["GET", "PUT"]),
+        Route("/_admin/mode", admin(admin_mode), methods=["GET"]),
     ]
     app = Starlette(
         routes=routes,

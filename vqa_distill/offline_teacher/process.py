@@ -76,6 +76,25 @@ class TeacherServerHandle:
         """Set requests and tokens per minute per model (None: unlimited); every bucket starts full."""
         return self._admin("PUT", "/_admin/limits", {"rpm": rpm, "tpm": tpm})
 
+    def mode(self) -> dict[str, Any]:
+        """Return the mode and what it shows (models, model lookup, rate-limit headers...) from ``GET /_admin/mode``."""
+        return self._admin("GET", "/_admin/mode")
+
+    def capacity(self) -> dict[str, Any]:
+        """Return K, Q, how many are in service and waiting, and their peaks, from ``GET /_admin/capacity``."""
+        return self._admin("GET", "/_admin/capacity")
+
+    def set_capacity(
+        self, concurrency: int, queue_size: int | None, latency_per_active_s: float = 0.0
+    ) -> dict[str, Any]:
+        """Set a self-hosted server's K (in service at once), Q (waiting; None: unbounded) and batch slowdown."""
+        body = {
+            "concurrency": concurrency,
+            "queue_size": queue_size,
+            "latency_per_active_s": latency_per_active_s,
+        }
+        return self._admin("PUT", "/_admin/capacity", body)
+
     def set_billing(self, bill_hung_up: bool) -> None:
         """Bill (or not) an answer whose client hung up during its latency, as a real API bills it."""
         self._admin("PUT", "/_admin/billing", {"bill_hung_up": bill_hung_up})
@@ -110,7 +129,20 @@ def _child_argv(config: ServerConfig, fd: int, port: int, faults_file: Path | No
     argv = [sys.executable, "-m", "vqa_distill.offline_teacher", "--fd", str(fd)]
     argv += ["--host", LOOPBACK, "--port", str(port), "--seed", str(config.seed)]
     argv += ["--latency", repr(config.latency_s), "--jitter", repr(config.jitter_s)]
-    argv += ["--models", ",".join(config.models)]
+    argv += ["--mode", config.mode, "--latency-per-active", repr(config.latency_per_active_s)]
+    argv += ["--concurrency", str(config.concurrency)]
+    argv += ["--queue-size", "unbounded" if config.queue_size is None else str(config.queue_size)]
+    if config.models is not None:
+        argv += ["--models", ",".join(config.models)]
+    for flag, value in (("model-lookup", config.model_lookup), ("ratelimit-headers", config.ratelimit_headers)):
+        if value is not None:
+            argv.append(f"--{flag}" if value else f"--no-{flag}")
+    if not config.retry_after:
+        argv.append("--no-retry-after")
+    for alias, model in config.bill_as.items():
+        argv += ["--bill-as", f"{alias}={model}"]
+    if config.qwen_max_pixels is not None:
+        argv += ["--qwen-max-pixels", str(config.qwen_max_pixels)]
     if config.api_key is not None:
         argv += ["--api-key-env", API_KEY_ENV]
     if faults_file is not None:
@@ -127,7 +159,7 @@ def _child_argv(config: ServerConfig, fd: int, port: int, faults_file: Path | No
 
 
 def _merge(config: ServerConfig | None, overrides: dict[str, Any]) -> ServerConfig:
-    base = (config or ServerConfig()).model_dump()
+    base = config.model_dump(exclude_unset=True) if config is not None else {}
     return ServerConfig.model_validate({**base, **overrides})
 
 
@@ -138,7 +170,7 @@ def running_teacher_server(
     """Run the server in a child process on a free loopback port until the ``with`` block ends.
 
     ``overrides`` replace fields of ``config`` (e.g. ``latency_s=1.0``, ``api_key="sk-test"``,
-    ``rpm=60``, ``tpm=30_000``).
+    ``rpm=60``, ``tpm=30_000``, ``mode="self-hosted"``, ``concurrency=2``, ``queue_size=2``).
     ``host`` and ``port`` are ignored: the server always listens on a fresh loopback port.
     Returns only once ``/health`` answers; on exit the process is terminated, then killed.
     """

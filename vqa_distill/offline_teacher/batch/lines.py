@@ -32,7 +32,6 @@ from vqa_distill.offline_teacher.rules.params import parameter_error
 from vqa_distill.offline_teacher.rules.schema import (
     ChatRequest,
     completion_body,
-    model_not_found,
     validation_message,
 )
 from vqa_distill.offline_teacher.server.faults import HTTP_FAULT_STATUS, RequestView
@@ -140,8 +139,8 @@ async def answer_line(state: TeacherState, body: dict[str, Any]) -> tuple[int, d
         return 400, _error_body(message, param=param)
     if chat.stream:
         return 400, _error_body("streaming not supported", param="stream", code="unsupported_parameter")
-    if chat.model not in state.config.models:
-        return _from_response(model_not_found(chat.model))
+    if not state.serves(chat.model):
+        return _from_response(state.model_missing(chat.model))
     refused = parameter_error(chat, body)
     if refused is not None:
         return _from_response(refused)
@@ -157,9 +156,8 @@ async def answer_line(state: TeacherState, body: dict[str, Any]) -> tuple[int, d
     except ImageRejected as exc:
         return 400, _error_body(exc.message, param="messages", code=exc.code)
     images = [image for image, _ in decoded]
-    prompt_tokens = billing.prompt_tokens(
-        chat.model, parsed.texts, [(i.width, i.height, i.detail) for i in images]
-    )
+    sizes = [(i.width, i.height, i.detail) for i in images]
+    prompt_tokens = billing.prompt_tokens(chat.model, parsed.texts, sizes, state.image_rule(chat.model))
     view = RequestView(
         model=chat.model,
         user_text=parsed.user_text,

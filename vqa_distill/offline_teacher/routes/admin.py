@@ -1,12 +1,15 @@
 """The ``/_admin`` endpoints that tests and benchmarks steer the server with, and JSON routing errors.
 
 ```
-GET  /_admin/stats        every chat request received, plus totals (429s from the limits included)
-POST /_admin/reset        clear stats and fault counts; restore the configured rate limits, buckets full
+GET  /_admin/stats        every chat request received, plus totals (429s and 503 overloads included)
+POST /_admin/reset        clear stats and fault counts; restore the configured limits (buckets full) and capacity
+GET  /_admin/mode         the mode and what it shows: models, model lookup, rate-limit headers, aliases
 GET|PUT /_admin/faults    read / replace the fault rules (a JSON list)
 GET|PUT /_admin/latency   read / set {"latency_s": .., "jitter_s": ..}
 GET|PUT /_admin/limits    read / set {"rpm": .., "tpm": ..} (null: unlimited); GET adds what each model has left
 GET|PUT /_admin/billing   read / set {"bill_hung_up": ..}: bill an answer whose client hung up, as a real API does
+GET|PUT /_admin/capacity  read / set {"concurrency": K, "queue_size": Q, "latency_per_active_s": ..}
+                          (self-hosted); GET adds in_service, queued, their peaks and the overload count
 ```
 """
 
@@ -23,6 +26,7 @@ from starlette.responses import JSONResponse, Response
 
 from vqa_distill.offline_teacher.rules.schema import (
     BillingSettings,
+    CapacitySettings,
     LatencySettings,
     LimitSettings,
     openai_error,
@@ -103,6 +107,8 @@ async def admin_billing(request: Request, state: TeacherState) -> Response:
 
 async def admin_limits(request: Request, state: TeacherState) -> Response:
     """Return the rate limits and what each model has left, or replace the limits (PUT; buckets start full)."""
+    if request.method == "PUT" and state.config.self_hosted:
+        return openai_error(400, "A self-hosted server has no rate limits: set its capacity.", param="limits")
     if request.method == "PUT":
         try:
             settings = LimitSettings.model_validate(await _json_body(request))
@@ -110,6 +116,43 @@ async def admin_limits(request: Request, state: TeacherState) -> Response:
             return openai_error(400, f"Invalid rate limits: {exc}", param="limits")
         state.limiter.configure(settings.rpm, settings.tpm)
     return JSONResponse(state.limiter.snapshot())
+
+
+async def admin_capacity(request: Request, state: TeacherState) -> Response:
+    """Return K, Q and how many are in service and waiting, or set K, Q and the batch slowdown (PUT)."""
+    if request.method == "PUT":
+        if not state.config.self_hosted:
+            return openai_error(400, "Only a self-hosted server has a capacity.", param="capacity")
+        try:
+            settings = CapacitySettings.model_validate(await _json_body(request))
+        except ValidationError as exc:
+            return openai_error(400, f"Invalid capacity: {exc}", param="capacity")
+        state.capacity.configure(settings.concurrency, settings.queue_size)
+        state.latency_per_active_s = settings.latency_per_active_s
+    return JSONResponse(
+        {
+            **state.capacity.snapshot(),
+            "latency_per_active_s": state.latency_per_active_s,
+            "enforced": state.config.self_hosted,
+        }
+    )
+
+
+async def admin_mode(request: Request, state: TeacherState) -> Response:
+    """Return the mode and what it shows of the server (read-only: a mode is chosen at start-up)."""
+    config = state.config
+    return JSONResponse(
+        {
+            "mode": config.mode,
+            "models": config.served_models,
+            "model_lookup": config.serves_model_lookup,
+            "ratelimit_headers": config.sends_ratelimit_headers,
+            "retry_after": config.retry_after,
+            "rate_limits": {"rpm": state.limiter.rpm, "tpm": state.limiter.tpm},
+            "bill_as": dict(config.bill_as),
+            "qwen_max_pixels": config.qwen_max_pixels,
+        }
+    )
 
 
 async def http_error(request: Request, exc: Exception) -> Response:

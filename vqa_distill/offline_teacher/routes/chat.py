@@ -1,7 +1,9 @@
 """``POST /v1/chat/completions``: checks a request like the API does, then answers it or fails it on purpose.
 
 Order of checks: key, body, model, the model's parameter rules, images, rate limits, injected faults,
-simulated latency; every request is recorded in the stats whatever its outcome.
+the model's turn (self-hosted mode: a slot, or a wait in line, or 503) and simulated latency; every
+request is recorded in the stats whatever its outcome. Every mode (server/config.py) runs this one
+pipeline: the mode only changes what the server around it shows.
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ import asyncio
 import json
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -20,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 from vqa_distill.offline_teacher.replies.answers import ImageFeatures, measure
 from vqa_distill.offline_teacher.replies.reply import purpose_of, reply
 from vqa_distill.offline_teacher.replies.structured import ResponseFormat, response_format_of
+from vqa_distill.offline_teacher.routes.exchange import STATUS_CLIENT_CLOSED, Exchange, wait_or_disconnect
 from vqa_distill.offline_teacher.rules import billing
 from vqa_distill.offline_teacher.rules.images import DecodedImage, ImageRejected, decode_image_url
 from vqa_distill.offline_teacher.rules.params import parameter_error
@@ -28,7 +30,6 @@ from vqa_distill.offline_teacher.rules.schema import (
     ImagePart,
     TextPart,
     completion_body,
-    model_not_found,
     openai_error,
     unauthorized,
     validation_message,
@@ -39,11 +40,7 @@ from vqa_distill.offline_teacher.server.faults import (
     FaultRule,
     RequestView,
 )
-from vqa_distill.offline_teacher.server.state import TeacherState, get_state, request_id
-from vqa_distill.offline_teacher.server.stats import RequestRecord
-
-DISCONNECT_POLL_S = 0.1  # how often an answer being delayed checks whether the client gave up
-STATUS_CLIENT_CLOSED = 499  # recorded (never sent) when the client hung up before the answer
+from vqa_distill.offline_teacher.server.state import get_state, request_id
 
 FAULT_MESSAGES: dict[str, tuple[str, str, str | None]] = {  # kind -> (message, type, code)
     "429": ("Rate limit reached for requests (injected fault).", "requests", "rate_limit_exceeded"),
@@ -68,6 +65,15 @@ class ParsedMessages:
     user_text: str
     system: str
     image_parts: list[ImagePart]
+
+
+@dataclass
+class Prepared:
+    """A request found valid and decoded, waiting for the model's time."""
+
+    response_format: ResponseFormat
+    parsed: ParsedMessages
+    decoded: list[tuple[DecodedImage, ImageFeatures]]
 
 
 def parse_messages(chat: ChatRequest) -> ParsedMessages:
@@ -107,16 +113,6 @@ def decode_and_measure(parts: list[ImagePart]) -> list[tuple[DecodedImage, Image
     return out
 
 
-async def wait_or_disconnect(request: Request, seconds: float) -> bool:
-    """Sleep ``seconds``; return True early if the client hung up meanwhile."""
-    deadline = time.monotonic() + seconds
-    while (left := deadline - time.monotonic()) > 0:
-        await asyncio.sleep(min(DISCONNECT_POLL_S, left))
-        if await request.is_disconnected():
-            return True
-    return False
-
-
 def retry_after_headers(seconds: float | None) -> dict[str, str]:
     """Return a fault's ``Retry-After`` (whole seconds) and ``retry-after-ms`` (what openai reads first)."""
     if seconds is None:
@@ -139,25 +135,6 @@ def shape_answer(answer: str, max_tokens: int | None, fault: FaultRule | None) -
     return answer, "stop"
 
 
-@dataclass
-class Exchange:
-    """One chat request in flight: what is known about it so far, and how to finish it."""
-
-    state: TeacherState
-    rec: dict[str, Any]
-    started: float = field(default_factory=time.monotonic)
-    served_model: str | None = None  # set once the model is known to be served: rate-limit headers then
-
-    def done(self, response: Response, **fields: Any) -> Response:
-        """Record the request with ``fields`` and return ``response`` with any rate-limit headers."""
-        self.rec.update(fields)
-        if self.served_model is not None and self.state.limiter.enabled:
-            response.headers.update(self.state.limiter.headers(self.served_model))
-        duration_s = time.monotonic() - self.started
-        self.state.stats.record(RequestRecord(status=response.status_code, duration_s=duration_s, **self.rec))
-        return response
-
-
 async def chat_completions(request: Request) -> Response:
     """Answer one chat completion request, recording it in the stats whatever happens."""
     state = get_state(request)
@@ -178,8 +155,8 @@ async def chat_completions(request: Request) -> Response:
         return ex.done(
             openai_error(400, "streaming not supported", param="stream", code="unsupported_parameter")
         )
-    if chat.model not in state.config.models:
-        return ex.done(model_not_found(chat.model))
+    if not state.serves(chat.model):
+        return ex.done(state.model_missing(chat.model))
     ex.served_model = chat.model
     refused = parameter_error(chat, body)
     if refused is not None:
@@ -190,7 +167,9 @@ async def chat_completions(request: Request) -> Response:
     return await _answer(request, ex, chat, response_format)
 
 
-async def _answer(request: Request, ex: Exchange, chat: ChatRequest, response_format: ResponseFormat) -> Response:
+async def _answer(
+    request: Request, ex: Exchange, chat: ChatRequest, response_format: ResponseFormat
+) -> Response:
     """Decode the images, apply the rate limits and faults, and answer a request already found valid."""
     state, rec = ex.state, ex.rec
     try:
@@ -206,14 +185,14 @@ async def _answer(request: Request, ex: Exchange, chat: ChatRequest, response_fo
     images = [image for image, _ in decoded]
     rec["fingerprints"] = tuple(i.fingerprint for i in images)
     rec["image_sizes"] = tuple(i.size_text for i in images)
-    prompt_tokens = billing.prompt_tokens(
-        chat.model, parsed.texts, [(i.width, i.height, i.detail) for i in images]
-    )
+    sizes = [(i.width, i.height, i.detail) for i in images]
+    prompt_tokens = billing.prompt_tokens(chat.model, parsed.texts, sizes, state.image_rule(chat.model))
     rec["prompt_tokens"] = prompt_tokens
     rec["counted_tokens"] = prompt_tokens + (chat.output_cap or 0)
     refusal = state.limiter.admit(chat.model, rec["counted_tokens"])
     if refusal is not None:
-        message, headers = refusal.message(chat.model), refusal.headers()
+        message = refusal.message(chat.model)
+        headers = refusal.headers() if state.config.retry_after else {}
         error = openai_error(429, message, type_=refusal.kind, code="rate_limit_exceeded", headers=headers)
         return ex.done(error, rate_limited=refusal.kind)
 
@@ -227,8 +206,21 @@ async def _answer(request: Request, ex: Exchange, chat: ChatRequest, response_fo
     )
     fault = state.injector.pick(view)
     rec["fault"] = fault.kind if fault else None
+    refused = await ex.wait_for_model(request)
+    if refused is not None:
+        return refused
+    try:
+        return await _serve(request, ex, chat, Prepared(response_format, parsed, decoded), fault)
+    finally:
+        ex.end_service()  # an unexpected error must not keep the slot
 
-    delay = state.delay()
+
+async def _serve(
+    request: Request, ex: Exchange, chat: ChatRequest, ready: Prepared, fault: FaultRule | None
+) -> Response:
+    """Spend the model's time on a request that has its turn, then answer it (or fail it on purpose)."""
+    state, rec = ex.state, ex.rec
+    delay = ex.delay()
     # A client that hung up (a killed worker) never receives the answer: recorded 499. Whether it is
     # paid is the API's choice: a real one bills what its model computed (``bill_hung_up``).
     if state.config.bill_hung_up:  # the model runs to the end whoever still listens
@@ -249,11 +241,13 @@ async def _answer(request: Request, ex: Exchange, chat: ChatRequest, response_fo
     if fault is not None and fault.kind == "bad_json":
         return ex.done(Response(BAD_JSON_BODY, status_code=200, media_type="application/json"))
 
-    answer = reply(response_format, [f for _, f in decoded], parsed.user_text, parsed.system, fault)
+    parsed = ready.parsed
+    features = [f for _, f in ready.decoded]
+    answer = reply(ready.response_format, features, parsed.user_text, parsed.system, fault)
     content, finish = shape_answer(answer, chat.output_cap, fault)
     completion_tokens = billing.text_tokens(content or "")
     answered = {"completion_tokens": completion_tokens, "finish_reason": finish, "billed": True}
     if hung_up:  # computed and billed, never delivered
         return ex.done(Response(status_code=STATUS_CLIENT_CLOSED), **answered)
-    body_out = completion_body(chat.model, content, finish, prompt_tokens, completion_tokens)
+    body_out = completion_body(chat.model, content, finish, rec["prompt_tokens"], completion_tokens)
     return ex.done(JSONResponse(body_out), **answered)

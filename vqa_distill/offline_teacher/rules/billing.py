@@ -6,7 +6,9 @@ Image rules follow OpenAI's published pages, which are the source of every numbe
 Two schemes exist. Tile models scale a high-detail image to fit 2048x2048, then its shortest side to
 768 px (never up), and bill ``base + per_tile * 512-px tiles``; ``detail: low`` bills ``base`` only.
 Patch models cover the image with 32x32-px patches (at most 1536, shrinking the image to fit) and
-bill ``ceil(patches * multiplier)``, whatever the ``detail``. Unknown models get the gpt-4o tile rule.
+bill ``ceil(patches * multiplier)``, whatever the ``detail``. Families outside OpenAI (Qwen-VL, Gemini,
+Claude, GLM-4V, self-hosted Qwen2.5-VL and InternVL) follow their own sources' rules (vendor_images.py).
+Unknown models get the gpt-4o tile rule.
 Text is estimated at ~4 characters per token: no tokenizer dependency, and the same for every model.
 """
 
@@ -17,6 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from vqa_distill.offline_teacher.rules.families import model_family
+from vqa_distill.offline_teacher.rules.vendor_images import VendorRule, vendor_rule
 
 DETAIL_LOW = "low"
 DETAIL_HIGH = "high"
@@ -51,7 +54,7 @@ class PatchRule:
     multiplier: float
 
 
-ImageRule = TileRule | PatchRule
+ImageRule = TileRule | PatchRule | VendorRule
 
 GPT_4O_TILES = TileRule(base=85, per_tile=170)  # gpt-4o, gpt-4.1, gpt-4.5, chatgpt-4o-latest
 GPT_4O_MINI_TILES = TileRule(base=2833, per_tile=5667)  # many tokens, each priced far below gpt-4o's
@@ -80,7 +83,7 @@ DEFAULT_RULE: ImageRule = GPT_4O_TILES  # for models the table does not know
 
 def image_rule(model: str) -> ImageRule:
     """Return the image rule of ``model``, matched by family so dated snapshots bill like their family."""
-    return RULES.get(model_family(model), DEFAULT_RULE)
+    return vendor_rule(model) or RULES.get(model_family(model), DEFAULT_RULE)
 
 
 def _check_size(width: int, height: int) -> None:
@@ -119,14 +122,22 @@ def patch_count(width: int, height: int) -> int:
     return min(patches, MAX_PATCHES)
 
 
-def image_tokens(model: str, width: int, height: int, detail: str = DETAIL_HIGH) -> int:
-    """Return the prompt tokens ``model`` bills for one ``width`` x ``height`` image at ``detail``."""
+def image_tokens(
+    model: str, width: int, height: int, detail: str = DETAIL_HIGH, rule: ImageRule | None = None
+) -> int:
+    """Return the prompt tokens ``model`` bills for one ``width`` x ``height`` image at ``detail``.
+
+    ``rule`` replaces the model's own (a server billing an alias as another family, or a self-hosted
+    model started with its own pixel budget).
+    """
     if detail not in DETAILS:
         raise ValueError(f"detail must be one of {DETAILS}, got {detail!r}")
     _check_size(width, height)
-    rule = image_rule(model)
+    rule = image_rule(model) if rule is None else rule
     if isinstance(rule, PatchRule):
         return math.ceil(patch_count(width, height) * rule.multiplier - FLOAT_SLACK)
+    if not isinstance(rule, TileRule):  # a family outside OpenAI: detail does not matter
+        return rule.tokens(width, height)
     if detail == DETAIL_LOW:
         return rule.base
     return rule.base + rule.per_tile * tile_count(width, height)
@@ -137,13 +148,19 @@ def text_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def prompt_tokens(model: str, texts: Iterable[str], images: Iterable[tuple[int, int, str]] = ()) -> int:
+def prompt_tokens(
+    model: str,
+    texts: Iterable[str],
+    images: Iterable[tuple[int, int, str]] = (),
+    rule: ImageRule | None = None,
+) -> int:
     """Return the prompt tokens of a request to ``model``: every text part plus every image.
 
-    ``images`` holds ``(width, height, detail)`` of each image at its decoded size.
+    ``images`` holds ``(width, height, detail)`` of each image at its decoded size; ``rule``, when given,
+    replaces the model's own image rule.
     """
     text = sum(text_tokens(t) for t in texts)
-    return text + sum(image_tokens(model, w, h, d) for w, h, d in images)
+    return text + sum(image_tokens(model, w, h, d, rule) for w, h, d in images)
 
 
 def truncate_to_tokens(text: str, max_tokens: int) -> str:

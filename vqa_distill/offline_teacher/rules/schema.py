@@ -98,6 +98,15 @@ class LimitSettings(BaseModel):
     tpm: int | None = Field(default=None, ge=1)
 
 
+class CapacitySettings(BaseModel):
+    """Body of ``PUT /_admin/capacity`` (self-hosted mode): K in service, Q waiting, service-time growth."""
+
+    model_config = ConfigDict(extra="forbid")
+    concurrency: int = Field(ge=1)
+    queue_size: int | None = Field(ge=0)  # None: unbounded (clients time out instead of a 503)
+    latency_per_active_s: float = Field(default=0.0, ge=0)
+
+
 # ----------------------------------------------------------------------------- responses
 
 
@@ -124,6 +133,19 @@ def model_not_found(model: str) -> JSONResponse:
     """Return OpenAI's 404 for a model this server does not serve."""
     message = f"The model '{model}' does not exist or you do not have access to it."
     return openai_error(404, message, code="model_not_found")
+
+
+def served_model_missing(model: str) -> JSONResponse:
+    """Return vLLM's 404 for a model it does not serve: its ``code`` is the status, not ``model_not_found``."""
+    body = {
+        "error": {
+            "message": f"The model `{model}` does not exist.",
+            "type": "NotFoundError",
+            "param": "model",
+            "code": 404,
+        }
+    }
+    return JSONResponse(body, status_code=404)
 
 
 def model_object(model: str) -> dict[str, Any]:

@@ -28,6 +28,12 @@ class RequestRecord:
     finish_reason: str | None = None
     duration_s: float = 0.0
     billed: bool = False  # an answer was computed and charged: a 200, or a hung-up client's with bill_hung_up
+    # The model's time (all modes; the queue and the 503s are self-hosted mode's only):
+    queue_wait_s: float = 0.0  # seconds waiting for a slot before service began
+    service_started: float | None = None  # epoch seconds when service began; None: never served
+    service_s: float = 0.0  # seconds in service (latency, injected timeouts), until the answer or the hang-up
+    in_service: int = 0  # requests in service when this one began, itself included
+    overloaded: bool = False  # refused with 503: K in service and Q waiting
 
 
 @dataclass
@@ -41,6 +47,9 @@ class Stats:
     by_status: Counter[int] = field(default_factory=Counter)
     by_fault: Counter[str] = field(default_factory=Counter)
     by_limit: Counter[str] = field(default_factory=Counter)  # 429s answered by the RPM / TPM limits
+    overloaded: int = 0  # 503s answered because the self-hosted queue was full
+    service_s: float = 0.0  # seconds all requests spent in service: busy slot-seconds, for utilisation
+    queue_wait_s: float = 0.0  # seconds all requests spent waiting for a slot
     other_paths: Counter[str] = field(default_factory=Counter)  # non-chat endpoints, counted only
 
     def record(self, rec: RequestRecord) -> None:
@@ -56,11 +65,16 @@ class Stats:
             self.by_fault[rec.fault] += 1
         if rec.rate_limited:
             self.by_limit[rec.rate_limited] += 1
+        if rec.overloaded:
+            self.overloaded += 1
+        self.service_s += rec.service_s
+        self.queue_wait_s += rec.queue_wait_s
 
     def clear(self) -> None:
         """Forget everything recorded so far."""
         self.records.clear()
-        self.requests = self.prompt_tokens = self.completion_tokens = 0
+        self.requests = self.prompt_tokens = self.completion_tokens = self.overloaded = 0
+        self.service_s = self.queue_wait_s = 0.0
         self.by_status.clear()
         self.by_fault.clear()
         self.by_limit.clear()
@@ -81,6 +95,9 @@ class Stats:
                 "by_fault": dict(sorted(self.by_fault.items())),
                 "rate_limited": sum(self.by_limit.values()),
                 "rate_limited_by": {kind: self.by_limit.get(kind, 0) for kind in ("requests", "tokens")},
+                "overloaded": self.overloaded,
+                "service_s": self.service_s,
+                "queue_wait_s": self.queue_wait_s,
                 "other_paths": dict(sorted(self.other_paths.items())),
             },
         }
