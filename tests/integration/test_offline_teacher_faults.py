@@ -203,18 +203,24 @@ def test_latency_is_concurrent_not_serial(server: TeacherServerHandle) -> None:
     assert len(durations) == 80 and min(durations) >= 1.0
 
 
+def hang_up_once(server: TeacherServerHandle, jpeg_url: str) -> dict[str, Any]:
+    """Ask with a client that gives up after 0.3 s (a killed worker), then return the server's record of it."""
+    with sync_client(server, timeout=0.3) as impatient, pytest.raises(openai.APITimeoutError):
+        impatient.chat.completions.create(model=MODEL, messages=vision_messages(jpeg_url))
+    deadline = time.monotonic() + 5
+    while not server.stats()["requests"] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    record: dict[str, Any] = server.stats()["requests"][0]
+    return record
+
+
 def test_an_answer_the_client_never_received_is_not_counted_as_paid(server: TeacherServerHandle, jpeg_url: str) -> None:
     """A worker killed mid-request hangs up during the answer's latency: the teacher records 499, not 200.
 
     Without this, the team stack's "nothing paid twice" count would charge a dead client's answer.
     """
     server.set_latency(1.5)
-    with sync_client(server, timeout=0.3) as impatient, pytest.raises(openai.APITimeoutError):
-        impatient.chat.completions.create(model=MODEL, messages=vision_messages(jpeg_url))
-    deadline = time.monotonic() + 5
-    while not server.stats()["requests"] and time.monotonic() < deadline:
-        time.sleep(0.1)
-    record = server.stats()["requests"][0]
+    record = hang_up_once(server, jpeg_url)
     assert record["status"] == 499 and record["duration_s"] < 1.2  # noticed the hang-up, did not answer
     assert record["billed"] is False and record["completion_tokens"] == 0
     server.set_latency(0.0)
@@ -228,12 +234,7 @@ def test_with_bill_hung_up_a_hung_up_clients_answer_is_computed_and_billed(jpeg_
     with running_teacher_server(latency_s=1.0, bill_hung_up=switched == "by flag") as billing_server:
         if switched == "by the admin API":
             billing_server.set_billing(True)
-        with sync_client(billing_server, timeout=0.3) as impatient, pytest.raises(openai.APITimeoutError):
-            impatient.chat.completions.create(model=MODEL, messages=vision_messages(jpeg_url))
-        deadline = time.monotonic() + 5
-        while not billing_server.stats()["requests"] and time.monotonic() < deadline:
-            time.sleep(0.1)
-        record = billing_server.stats()["requests"][0]
+        record = hang_up_once(billing_server, jpeg_url)
         assert record["status"] == 499 and record["billed"] is True
         assert record["completion_tokens"] > 0 and record["prompt_tokens"] > 0
         assert record["duration_s"] >= 1.0  # the model ran to the end of its latency
