@@ -16,6 +16,7 @@ from vqa_distill.teacher.endpoint.models import ModelSpec, model_spec
 from vqa_distill.teacher.endpoint.request import TeacherRequest
 from vqa_distill.teacher.endpoint.tokens import text_tokens
 from vqa_distill.teacher.images.prepare import PreparedImage
+from vqa_distill.teacher.ratelimit.calibration import CALIBRATION_SAMPLES, ImageCalibration
 from vqa_distill.teacher.run_log import run_logger
 
 _WARNED: set[tuple[str, str]] = set()  # (what, model) already warned about in this process
@@ -46,18 +47,52 @@ def rules_for(model: str) -> ModelSpec:
         _warn_once(
             "unknown model", model,
             "model %r is not in the model table: image tokens are estimated with the most expensive rule "
-            "(%s) and parameters are sent as for chat models; see docs/models.md",
-            model, spec.image_rule.describe(),
+            "(%s) until its first %d answers measure them, and parameters are sent as for chat models; "
+            "see docs/models.md",
+            model, spec.image_rule.describe(), CALIBRATION_SAMPLES,
         )  # fmt: skip
     return spec
 
 
-def estimate_tokens(request: TeacherRequest, image: PreparedImage, spec: ModelSpec | None = None) -> int:
-    """Estimate the tokens a request counts against the TPM limit: prompt text + image + answer cap."""
+def estimate_tokens(
+    request: TeacherRequest,
+    image: PreparedImage,
+    spec: ModelSpec | None = None,
+    calibration: ImageCalibration | None = None,
+) -> int:
+    """Estimate the tokens a request counts against the TPM limit: prompt text + image + answer cap.
+
+    ``calibration`` replaces the rule's image estimate once it measured the model (an unknown one).
+    """
+    image_cost = ruled_image_tokens(request, image, spec)
+    if calibration is not None:
+        image_cost = calibration.image_tokens(image.width, image.height, image_cost)
+    return image_cost + prompt_text_tokens(request) + answer_cap(request)
+
+
+def ruled_image_tokens(request: TeacherRequest, image: PreparedImage, spec: ModelSpec | None = None) -> int:
+    """Return the image's tokens by the model's rule (for an unknown model, the cautious rule)."""
     spec = spec or rules_for(request.model)
-    image_cost = spec.image_tokens(image.width, image.height, request.params.get("detail", "auto"))
-    text_cost = text_tokens(request.prompt) + text_tokens(request.system or "")
-    return image_cost + text_cost + int(request.params.get("max_tokens") or 0)
+    return spec.image_tokens(image.width, image.height, request.params.get("detail", "auto"))
+
+
+def prompt_text_tokens(request: TeacherRequest) -> int:
+    """Estimate the tokens of the request's text: the prompt and the system prompt."""
+    return text_tokens(request.prompt) + text_tokens(request.system or "")
+
+
+def answer_cap(request: TeacherRequest) -> int:
+    """Return the answer cap in tokens (0 when none is sent)."""
+    return int(request.params.get("max_tokens") or 0)
+
+
+def counted_tokens(request: TeacherRequest, prompt_tokens: int, completion_tokens: int) -> int:
+    """Return what the endpoint counted against its TPM: the prompt, and the answer cap in full.
+
+    The endpoint books the cap before any answer exists (OpenAI's rate-limit guide), so an answer
+    shorter than the cap gives nothing back; one longer (no cap sent) counts what it used.
+    """
+    return prompt_tokens + max(answer_cap(request), completion_tokens)
 
 
 def request_options(spec: ModelSpec, params: Mapping[str, Any]) -> dict[str, Any]:

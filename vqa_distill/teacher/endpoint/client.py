@@ -18,9 +18,12 @@ from openai import AsyncOpenAI, DefaultAioHttpClient
 from vqa_distill.errors import TeacherError, TransientTeacherError
 from vqa_distill.teacher.endpoint.body import (
     build_messages,
+    counted_tokens,
     estimate_tokens,
+    prompt_text_tokens,
     request_body,
     request_options,
+    ruled_image_tokens,
     rules_for,
 )
 from vqa_distill.teacher.endpoint.failures import (
@@ -100,7 +103,8 @@ async def ask(
     ``rules`` replaces the table's rules for ``request.model`` (a benchmark compares rules with it).
     """
     spec = rules or rules_for(request.model)
-    estimate = estimate_tokens(request, image, spec)
+    calibration = gate.calibration(request.model, trusted=spec.known)
+    estimate = estimate_tokens(request, image, spec, calibration)
     admission = await gate.acquire(estimate)
     started = time.perf_counter()
     try:
@@ -117,8 +121,12 @@ async def ask(
         raise TransientTeacherError("the endpoint answered 200 without choices (malformed response)")
     choice = completion.choices[0]
     usage = completion.usage
-    if usage is not None:
-        await gate.settle(estimate, usage.total_tokens)
+    if usage is not None and usage.prompt_tokens is not None:
+        await gate.settle(estimate, counted_tokens(request, usage.prompt_tokens, usage.completion_tokens or 0))
+        calibration.learn(
+            image.width, image.height, prompt_tokens=usage.prompt_tokens, text_tokens=prompt_text_tokens(request),
+            ruled_tokens=ruled_image_tokens(request, image, spec),
+        )  # fmt: skip
     return TeacherAnswer(
         text=(choice.message.content or "") if choice.message else "",
         finish_reason=choice.finish_reason,

@@ -5,8 +5,10 @@ Three things decide when a request may go:
 1. Two leaky buckets (requests, tokens). A bucket of capacity C draining at R admits at most
    C + R*W in any window of W seconds, so each holds ``burst_seconds`` worth and drains at
    (limit - C)/60: no 60-second window exceeds the limit, and the steady rate is (1 - burst/60) of it.
-   A request larger than C goes when the bucket is empty; what ``usage`` shows beyond the estimate is
-   charged afterwards (the bucket may go over C, and the next requests wait for it).
+   A request larger than C goes when the bucket is empty. Each answer's ``usage`` then settles its
+   estimate both ways: tokens beyond it are charged (the bucket may go over C, and the next requests
+   wait for them), tokens it over-booked are given back. The estimate itself learns from the answers
+   (``calibration.py``): a model the table does not know starts cautious, then adopts what it measured.
 2. The endpoint's own view, from its ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``
    headers. Each answer's ``remaining`` is projected to now (never above what it says, lowered when
    more was sent since that request than the endpoint restored meanwhile); it then refills at the
@@ -46,6 +48,7 @@ from vqa_distill.teacher.ratelimit.buckets import (
     EndpointAllowance,
     LeakyBucket,
 )
+from vqa_distill.teacher.ratelimit.calibration import ImageCalibration
 from vqa_distill.teacher.ratelimit.clock import Clock, MonotonicClock
 from vqa_distill.teacher.ratelimit.headers import KINDS, Kind, RateLimitHeaders
 from vqa_distill.teacher.run_log import run_logger
@@ -106,6 +109,7 @@ class RateGate:
         self._sent_at_cut = -1.0  # requests sent by then: 429s for those belong to that cut
         self._logged_until = now
         self._lock = asyncio.Lock()
+        self._calibrations: dict[str, ImageCalibration] = {}
         self.outer = outer
 
     @property
@@ -144,17 +148,31 @@ class RateGate:
                 now = self._clock.now()
             return self._admit(estimated_tokens, now)
 
-    async def settle(self, estimated_tokens: int, actual_tokens: int | None) -> None:
-        """Charge the tokens the answer used beyond the estimate (``usage`` is the truth)."""
-        if actual_tokens is None or actual_tokens <= estimated_tokens:
+    def calibration(self, model: str, *, trusted: bool) -> ImageCalibration:
+        """Return the image estimate ``model``'s answers teach this gate (one per model, made on first use)."""
+        found = self._calibrations.get(model)
+        if found is None:
+            found = self._calibrations[model] = ImageCalibration(model, trusted=trusted)
+        return found
+
+    async def settle(self, estimated_tokens: int, counted_tokens: int | None) -> None:
+        """Correct a request's estimate by what the endpoint counted (``usage`` is the truth), both ways.
+
+        Under-booked tokens are charged (the next requests wait for them); over-booked ones are given
+        back at once, so a cautious estimate does not slow the run past its first answers.
+        """
+        if counted_tokens is None or counted_tokens == estimated_tokens:
             return
-        extra = float(actual_tokens - estimated_tokens)
-        self._buckets["tokens"].level += extra
-        self._sent["tokens"] += extra
-        if "tokens" in self._endpoint:
-            self._endpoint["tokens"].level -= extra
+        delta = float(counted_tokens - estimated_tokens)
+        now = self._clock.now()
+        bucket = self._buckets["tokens"]
+        bucket.drain(now, self._pace(now))
+        bucket.level = max(0.0, bucket.level + delta)
+        self._sent["tokens"] += delta
+        if (allowance := self._endpoint.get("tokens")) is not None:
+            allowance.level = min(allowance.limit, allowance.level - delta)
         if self.outer is not None:
-            await self.outer.charge(int(extra))
+            await self.outer.charge(int(delta))
 
     def observe(self, headers: Mapping[str, str], admission: Admission | None = None) -> None:
         """Follow an answer's ``x-ratelimit-*`` headers; ``admission`` is that request's, to project them."""

@@ -75,8 +75,8 @@ for i = 1, 2 do
 end
 local drain_ms = 0
 for i = 1, 2 do
-  -- booked at now + wait: the bucket drains until then, then takes the amount
-  level[i] = math.max(level[i], wait * rate[i]) + amount[i]
+  -- booked at now + wait: the bucket drains until then, then takes the amount (a give-back: never below empty)
+  level[i] = math.max(0, math.max(level[i], wait * rate[i]) + amount[i])
   drain_ms = math.max(drain_ms, level[i] / rate[i] * 1000)
 end
 redis.call('HSET', KEYS[1], 'at', string.format('%.17g', now),
@@ -149,17 +149,17 @@ class GlobalGate:
         return wait
 
     async def charge(self, extra_tokens: int) -> None:
-        """Add tokens the answer used beyond the estimate (``usage`` is the truth); never raises.
+        """Add the tokens ``usage`` showed beyond the estimate, or give back (negative) what it over-booked; never raises.
 
         The answer is in and paid for when this runs: a lost correction must not fail it, so an error
-        is one warning and the next reservations see a little less debt than there is.
+        is one warning and the next reservations see a little more or less debt than there is.
         """
-        if extra_tokens <= 0:
+        if extra_tokens == 0:
             return
         try:
             await self._run("charge", 0.0, float(extra_tokens))
         except TransientTeacherError as exc:
-            run_logger().warning("rate limit: %d extra tokens not charged to the global limit: %s", extra_tokens, exc)
+            run_logger().warning("rate limit: a correction of %d tokens not made to the global limit: %s", extra_tokens, exc)
 
     async def aclose(self) -> None:
         """Close the connection pool."""
