@@ -270,8 +270,8 @@ def test_without_the_models_route_one_minimal_chat_call_follows_the_model_rules(
         {"/v1/models/": route_missing, "/v1/chat/completions": lambda r: httpx2.Response(200, json=completion("OK"))}
     )
     check("o4-mini", endpoint)
-    assert [path for _, path, _ in endpoint.seen] == ["/v1/models/o4-mini", "/v1/chat/completions"]
-    body = endpoint.seen[1][2]
+    assert [path for _, path, _ in endpoint.seen] == ["/v1/models/o4-mini", "/v1/models", "/v1/chat/completions"]
+    body = endpoint.seen[-1][2]
     assert body is not None and body["model"] == "o4-mini"
     assert "max_completion_tokens" in body and "max_tokens" not in body and "temperature" not in body
 

@@ -22,6 +22,7 @@ from vqa_distill.errors import PermanentTeacherError, TeacherError, TransientTea
 from vqa_distill.secrecy import mask
 
 TRANSIENT_STATUS_CODES = frozenset({408, 409, 429})
+QUOTA_CODE = "insufficient_quota"  # OpenAI's 429 when the account's credit is spent: waiting never helps
 MAX_ERROR_MESSAGE_CHARS = 500
 REDACTED = "[REDACTED]"
 MIN_KEY_CHARS = 4  # a shorter key (``x`` for a local server) guards nothing: masking it would garble every message
@@ -100,3 +101,12 @@ def error_code(exc: openai.APIStatusError) -> str | None:
 def connection_reason(exc: openai.APIConnectionError) -> str:
     cause = exc.__cause__ or exc.__context__
     return f"{type(cause).__name__}: {cause}" if cause else str(exc)
+
+
+def quota_spent(exc: BaseException) -> bool:
+    """Return whether ``exc`` is a 429 saying the account's quota is spent (code or type ``insufficient_quota``)."""
+    if not isinstance(exc, openai.APIStatusError) or exc.status_code != 429:
+        return False
+    body = exc.body
+    error = body.get("error", body) if isinstance(body, dict) else None
+    return isinstance(error, dict) and QUOTA_CODE in (error.get("code"), error.get("type"))
