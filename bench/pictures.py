@@ -33,6 +33,7 @@ from bench.measure import print_table  # noqa: E402
 from bench.photos import photo_paths  # noqa: E402
 from vqa_distill.dataset.pictures import COPY_THREADS, Source, make_copies  # noqa: E402
 from vqa_distill.student.pixels import default_max_pixels  # noqa: E402
+from vqa_distill.teacher.images.budget import PixelBudget  # noqa: E402
 from vqa_distill.teacher.images.discovery import file_sha256  # noqa: E402
 from vqa_distill.teacher.images.prepare import encode_jpeg, prepare_image  # noqa: E402
 from vqa_distill.teacher.params import DEFAULT_MAX_PIXELS  # noqa: E402
@@ -113,7 +114,7 @@ def epoch_table(photos: list[Path], copies: dict[str, list[Path]], repeat: int) 
 
 def threads_table(photos: list[Path]) -> None:
     """Print table 3: wall time of making every copy with one thread and with COPY_THREADS."""
-    sources = [Source(str(path), file_sha256(path), DEFAULT_MAX_PIXELS) for path in photos]
+    sources = [Source(str(path), file_sha256(path), PixelBudget(DEFAULT_MAX_PIXELS)) for path in photos]
     rows = []
     for threads in sorted({1, COPY_THREADS}):
         with tempfile.TemporaryDirectory() as out:

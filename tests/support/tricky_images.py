@@ -15,6 +15,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from vqa_distill.teacher.images.budget import PixelBudget
 from vqa_distill.teacher.images.prepare import ORIENTATION_TAG, prepare_image
 
 STORED_SIZE = (120, 80)  # the rotated photo as stored: landscape; upright (orientation 6) it is 80x120
@@ -52,9 +53,9 @@ def tricky_images(folder: Path) -> dict[str, Path]:
     return {ROTATED: folder / ROTATED, ALPHA: folder / ALPHA, SIXTEEN_BIT: folder / SIXTEEN_BIT}
 
 
-def sent_to_teacher(path: Path, max_pixels: int) -> Image.Image:
+def sent_to_teacher(path: Path, budget: int | PixelBudget) -> Image.Image:
     """The picture the teacher is sent for ``path``: its data URL decoded, as the teacher decodes it."""
-    url = prepare_image(path, max_pixels).data_url
+    url = prepare_image(path, budget).data_url
     with Image.open(io.BytesIO(base64.b64decode(url.partition(",")[2]))) as image:
         return image.convert("RGB")
 

@@ -20,12 +20,16 @@ from PIL import Image
 from tests.support.tricky_images import ALPHA, ROTATED, SIXTEEN_BIT, mean_grey, sent_to_teacher, tricky_images
 from vqa_distill.dataset import pictures
 from vqa_distill.dataset.build import build_dataset, read_jsonl
+from vqa_distill.teacher.endpoint.models import model_spec
 from vqa_distill.teacher.endpoint.request import request_key
+from vqa_distill.teacher.images.budget import PixelBudget
 from vqa_distill.teacher.images.discovery import file_sha256
 from vqa_distill.teacher.ledger.records import STATUS_ANSWERED, Ledger, TeacherRecord
 from vqa_distill.teacher.params import DEFAULT_MAX_PIXELS
 
 SMALL_BUDGET = 64 * 64  # under every test image's size: the teacher is sent a downscaled picture
+TILES_MODEL = "gpt-4o-mini"  # sent at the run's budget as it is
+GRID_MODEL = "qwen-vl-max"  # sent at the size Qwen's processor keeps: sides a multiple of 28
 
 
 def student_loader() -> Callable[[str], Image.Image]:
@@ -39,37 +43,43 @@ def student_loader() -> Callable[[str], Image.Image]:
     return load_image
 
 
-def answered(image: Path, budget: int, prompt: str = "Describe it.") -> TeacherRecord:
-    """A ledger record of the teacher's answer about ``image``, asked at pixel budget ``budget``."""
-    sha = file_sha256(image)
-    params = {"detail": "auto", "max_pixels": budget}
+def answered(image: Path, budget: int, model: str = TILES_MODEL) -> TeacherRecord:
+    """A ledger record of ``model``'s answer about ``image``, asked in a run of pixel budget ``budget``."""
+    sha, prompt, params = file_sha256(image), "Describe it.", {"detail": "auto", "max_pixels": budget}
     return TeacherRecord(
-        key=request_key(sha256=sha, prompt=prompt, system=None, model="m", params=params), status=STATUS_ANSWERED,
-        image_path=str(image), rel_path=image.name, sha256=sha, prompt=prompt, system=None, model="m",
+        key=request_key(sha256=sha, prompt=prompt, system=None, model=model, params=params), status=STATUS_ANSWERED,
+        image_path=str(image), rel_path=image.name, sha256=sha, prompt=prompt, system=None, model=model,
         params=params, answer=f"About {image.name}.", finish_reason="stop",
     )  # fmt: skip
 
 
-def build(out: Path, images: dict[str, Path], budget: int, **options: object) -> tuple[dict[str, str], object]:
+def build(
+    out: Path, images: dict[str, Path], budget: int, model: str = TILES_MODEL, **options: object
+) -> tuple[dict[str, str], object]:
     """Record an answer per image, build the dataset; return each image's row picture by name, and the report."""
     with Ledger(out) as ledger:
         for image in images.values():
-            ledger.record(answered(image, budget))
+            ledger.record(answered(image, budget, model))
         report = build_dataset(ledger, out, **options)  # type: ignore[arg-type]
     rows = read_jsonl(out / "train.jsonl")
     by_answer = {row["messages"][-1]["content"]: row["images"][0] for row in rows}
     return {name: by_answer[f"About {name}."] for name in images}, report
 
 
-@pytest.mark.parametrize("budget", [DEFAULT_MAX_PIXELS, SMALL_BUDGET], ids=["full-size", "downscaled"])
-def test_the_student_loads_the_pixels_the_teacher_was_sent(tmp_path: Path, budget: int) -> None:
+@pytest.mark.parametrize(
+    ("model", "budget"),
+    [(TILES_MODEL, DEFAULT_MAX_PIXELS), (TILES_MODEL, SMALL_BUDGET), (GRID_MODEL, DEFAULT_MAX_PIXELS)],
+    ids=["full-size", "downscaled", "on-qwens-grid"],
+)
+def test_the_student_loads_the_pixels_the_teacher_was_sent(tmp_path: Path, model: str, budget: int) -> None:
     images = tricky_images(tmp_path / "images")
     originals = {name: path.read_bytes() for name, path in images.items()}
     load = student_loader()
-    row_pictures, _ = build(tmp_path / "out", images, budget)
+    row_pictures, _ = build(tmp_path / "out", images, budget, model)
+    sent_at = model_spec(model).budget(budget)  # what the teacher's preparation is given for this model
     differences = []
     for name, picture in row_pictures.items():
-        teacher, student = sent_to_teacher(images[name], budget), load(picture)
+        teacher, student = sent_to_teacher(images[name], sent_at), load(picture)
         if (student.size, student.tobytes()) != (teacher.size, teacher.tobytes()):
             differences.append(
                 f"{name}: the student reads {student.size}, mean grey {mean_grey(student):.0f}; "
@@ -80,6 +90,8 @@ def test_the_student_loads_the_pixels_the_teacher_was_sent(tmp_path: Path, budge
     assert upright.height > upright.width and upright.getpixel((upright.width // 2, 2))[0] > 150  # red on top
     assert mean_grey(load(row_pictures[ALPHA])) > 150  # clear glass on white, not black
     assert 100 < mean_grey(load(row_pictures[SIXTEEN_BIT])) < 160  # a grey ramp, not clipped to white
+    sides = [side for picture in row_pictures.values() for side in load(picture).size]
+    assert sent_at.multiple == 1 or all(side % sent_at.multiple == 0 for side in sides)
     assert {name: path.read_bytes() for name, path in images.items()} == originals  # originals untouched
 
 
@@ -145,13 +157,12 @@ def test_the_review_page_shows_the_teachers_picture_and_names_the_original(tmp_p
 
 def test_copies_of_many_images_are_made_once_each_in_threads(tmp_path: Path) -> None:
     folders = [tricky_images(tmp_path / f"set{index}") for index in range(3)]
-    sources = [
-        pictures.Source(str(path), file_sha256(path), SMALL_BUDGET) for images in folders for path in images.values()
-    ]
+    small = PixelBudget(SMALL_BUDGET)
+    sources = [pictures.Source(str(path), file_sha256(path), small) for images in folders for path in images.values()]
     twin = tmp_path / "twin.png"  # the same bytes at another path: one copy serves both
     twin.write_bytes(Path(sources[1].path).read_bytes())
-    twin_source = pictures.Source(str(twin), sources[1].sha256, SMALL_BUDGET)
-    missing = pictures.Source(str(tmp_path / "gone.jpg"), "0" * 64, SMALL_BUDGET)
+    twin_source = pictures.Source(str(twin), sources[1].sha256, small)
+    missing = pictures.Source(str(tmp_path / "gone.jpg"), "0" * 64, small)
     copies = pictures.make_copies(tmp_path / "out", [*sources, twin_source, missing], threads=4)
     assert copies.made == len(sources) and copies.paths[twin_source] == copies.paths[sources[1]]
     assert copies.problems == {missing: f"image file missing: {missing.path}"}

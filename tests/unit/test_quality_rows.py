@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from vqa_distill.dataset.pictures import Source, copy_path
+from vqa_distill.dataset.pictures import Source, copy_path, teacher_budget
 from vqa_distill.dataset.qa_build import build_qa_dataset
 from vqa_distill.dataset.rows import make_conversation_row, row_problems
 from vqa_distill.errors import ConfigError
@@ -152,7 +152,7 @@ def test_the_gates_over_a_ledger_write_rows_rejected_lines_and_the_report(tmp_pa
     assert rows == [{
         "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "<image>What colour is the tile?"},
                      {"role": "assistant", "content": ANSWERS["What colour is the tile?"]}],
-        "images": [str(copy_path(out, Source(unit.image_path, unit.sha256, params.max_pixels)))],
+        "images": [str(copy_path(out, Source(unit.image_path, unit.sha256, teacher_budget(params.model, params.max_pixels))))],
     }]  # fmt: skip
     rejected = {line["question"]: line for line in map(json.loads, (out / "rejected.jsonl").read_text().splitlines())}
     assert rejected["What is the colour of the tile?"]["reason"] == "duplicate question"

@@ -16,7 +16,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from vqa_distill.atomic import atomic_write_lines, atomic_write_text
-from vqa_distill.dataset.pictures import IMAGES_DIR, Source, make_copies
+from vqa_distill.dataset.pictures import IMAGES_DIR, Source, make_copies, teacher_budget
 from vqa_distill.dataset.quality import QualityReport
 from vqa_distill.dataset.review import ReviewEntry, preview, write_review
 from vqa_distill.dataset.rows import dumps_row, make_row, row_problems
@@ -62,12 +62,13 @@ def answered_table(ledger: Ledger, keys: Iterable[str] | None = None) -> pd.Data
             "system": r.system,
             "answer": r.answer or "",
             "updated_at": r.updated_at,
-            "max_pixels": int(r.params.get("max_pixels") or DEFAULT_MAX_PIXELS),  # the teacher's budget
+            "model": r.model,
+            "max_pixels": int(r.params.get("max_pixels") or DEFAULT_MAX_PIXELS),  # the run's budget then
         }
         for r in ledger.records(STATUS_ANSWERED)
         if r.kind == KIND_ANSWER and (wanted is None or r.key in wanted)
     ]
-    columns = ["key", "sha256", "image_path", "prompt", "system", "answer", "updated_at", "max_pixels"]
+    columns = ["key", "sha256", "image_path", "prompt", "system", "answer", "updated_at", "model", "max_pixels"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -92,8 +93,10 @@ def with_pictures(out: Path, table: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     has no copy gets the reason as a problem. Returns the table, with a ``picture`` column, and the copies
     made now."""
     sources = [
-        Source(path, sha, int(budget))
-        for path, sha, budget in zip(table["image_path"], table["sha256"], table["max_pixels"], strict=True)
+        Source(path, sha, teacher_budget(model, int(pixels)))
+        for path, sha, model, pixels in zip(
+            table["image_path"], table["sha256"], table["model"], table["max_pixels"], strict=True
+        )
     ]
     copies = make_copies(out, sources)
     table = table.copy()

@@ -3,8 +3,8 @@
 ms-swift's loader opens a row's image with ``Image.open(path).convert("RGB")``: no EXIF turn, alpha
 dropped instead of composited, 16-bit grey clipped to white. A row that pointed at the original file
 would train a portrait photo sideways beside an answer about the upright picture. So each row points
-at ``<out>/images/<sha256>-<max_pixels>.jpg``: the very JPEG the teacher was sent
-(``teacher/images/prepare.py``), upright, 8-bit RGB, alpha on white, within the teacher's pixel budget.
+at ``<out>/images/<sha256>-<budget>.jpg``: the very JPEG the teacher was sent (``teacher/images/prepare.py``),
+upright, 8-bit RGB, alpha on white, at the size the teacher's model keeps within the run's ``max_pixels``.
 
 The budget is the teacher's, not the student's: the dataset is built before a student model and its
 ``max_pixels`` are chosen, and ms-swift scales the copy down to the student's budget when it trains.
@@ -25,6 +25,8 @@ from pathlib import Path
 
 from vqa_distill.atomic import atomic_write_bytes
 from vqa_distill.errors import ImageError
+from vqa_distill.teacher.endpoint.models import model_spec
+from vqa_distill.teacher.images.budget import PixelBudget
 from vqa_distill.teacher.images.discovery import file_sha256
 from vqa_distill.teacher.images.prepare import OUTPUT_MIME, prepare_image
 
@@ -35,11 +37,29 @@ COPY_THREADS = os.cpu_count() or 1  # copies prepared at once, one per core (the
 
 @dataclass(frozen=True, slots=True)
 class Source:
-    """An original image as the teacher saw it: its path, its bytes' sha256, the teacher's pixel budget."""
+    """An original image as the teacher saw it: its path, its bytes' sha256, the size it was sent at."""
 
     path: str
     sha256: str
-    max_pixels: int
+    budget: PixelBudget
+
+
+def teacher_budget(model: str, max_pixels: int) -> PixelBudget:
+    """The size the teacher was sent an image at: the run's ``max_pixels``, narrowed to what ``model`` keeps
+    (as ``teacher/run/resources.py`` prepares it)."""
+    return model_spec(model).budget(max_pixels)
+
+
+def budget_tag(budget: PixelBudget) -> str:
+    """The budget in a copy's name: its pixels, then the model's shape rules when it has any."""
+    parts = [str(budget.max_pixels)]
+    if budget.max_side is not None:
+        parts.append(f"side{budget.max_side}")
+    if budget.multiple > 1:
+        parts.append(f"grid{budget.multiple}")
+    if budget.min_pixels > 1:
+        parts.append(f"min{budget.min_pixels}")
+    return "-".join(parts)
 
 
 @dataclass
@@ -53,7 +73,7 @@ class Copies:
 
 def copy_path(out: str | Path, source: Source) -> Path:
     """Where the copy of ``source`` lives: content-addressed, absolute (ms-swift rows use absolute paths)."""
-    return (Path(out) / IMAGES_DIR / f"{source.sha256}-{source.max_pixels}{COPY_SUFFIX}").resolve()
+    return (Path(out) / IMAGES_DIR / f"{source.sha256}-{budget_tag(source.budget)}{COPY_SUFFIX}").resolve()
 
 
 def make_copy(out: str | Path, source: Source) -> tuple[Path, bool]:
@@ -74,7 +94,7 @@ def make_copy(out: str | Path, source: Source) -> tuple[Path, bool]:
         raise ImageError(f"cannot read image: {exc.strerror or exc}") from exc
     if sha256 != source.sha256:
         raise ImageError(f"image changed since the teacher saw it (no longer sha256 {source.sha256[:12]}…)")
-    atomic_write_bytes(target, prepare_image(original, source.max_pixels).jpeg)
+    atomic_write_bytes(target, prepare_image(original, source.budget).jpeg)
     return target, True
 
 

@@ -29,7 +29,7 @@ from vqa_distill.dataset.build import (
     write_splits,
     write_stats,
 )
-from vqa_distill.dataset.pictures import IMAGES_DIR, Copies, Source, make_copies
+from vqa_distill.dataset.pictures import IMAGES_DIR, Copies, Source, make_copies, teacher_budget
 from vqa_distill.dataset.review import ReviewEntry
 from vqa_distill.dataset.rows import make_conversation_row, make_row, row_problems
 from vqa_distill.dataset.similarity import AnswerIndex
@@ -68,8 +68,9 @@ class Candidate:
         }  # fmt: skip
 
     def source(self, params: TeacherParams) -> Source:
-        """The image this candidate is about, as the teacher saw it (at the run's pixel budget)."""
-        return Source(self.unit.image_path, self.unit.sha256, params.max_pixels)
+        """The image this candidate is about, as the teacher was sent it when asked the question."""
+        budget = teacher_budget(self.item.request.model, params.max_pixels)
+        return Source(self.unit.image_path, self.unit.sha256, budget)
 
     def review_entry(self, picture: str | None) -> ReviewEntry:
         """This candidate as a row of the review page, its thumbnail drawn from ``picture``."""
