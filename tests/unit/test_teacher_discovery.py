@@ -33,6 +33,18 @@ def test_discovery_takes_images_by_content_and_survives_a_symlink_loop(tmp_path:
     assert paths["valid"].exists()
 
 
+def test_a_run_folder_inside_the_images_folder_is_never_walked(tmp_path: Path) -> None:
+    """Its images/ holds the pictures the teacher was sent, its checkpoints plots: not new images to pay for."""
+    make_image(tmp_path / "photo.png", (200, 30, 30))
+    make_image(tmp_path / "runs" / "x" / "images" / "ab12-2359296.jpg", (30, 200, 30))
+    make_image(tmp_path / "runs" / "x" / "checkpoints" / "loss.png", (30, 30, 200))
+    make_image(tmp_path / "runs" / "other.png", (90, 90, 90))  # beside the run folder: still an image of the folder
+    images, _ = discover_images(tmp_path, run_folder=tmp_path / "runs" / "x")
+    assert sorted(ref.rel_path for ref in images) == ["photo.png", "runs/other.png"]
+    everything, _ = discover_images(tmp_path)
+    assert len(everything) == 4
+
+
 def test_discovery_rejects_a_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         discover_images(tmp_path / "nope")

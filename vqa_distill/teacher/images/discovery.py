@@ -68,13 +68,17 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def walk_files(root: Path) -> Iterator[Path]:
-    """Yield regular files under root in sorted order, following symlinks once, skipping hidden names."""
+def walk_files(root: Path, skip: Path | None = None) -> Iterator[Path]:
+    """Yield regular files under root in sorted order, following symlinks once, skipping hidden names and
+    the folder ``skip`` (with what it holds)."""
     seen_dirs: set[tuple[int, int]] = set()
+    if skip is not None and skip.is_dir():
+        skipped = os.stat(skip)
+        seen_dirs.add((skipped.st_dev, skipped.st_ino))  # met as if already visited: never entered
     for directory, dir_names, file_names in os.walk(root, followlinks=True):
         stat = os.stat(directory)
         identity = (stat.st_dev, stat.st_ino)
-        if identity in seen_dirs:  # a symlink loop or a second link to a visited folder
+        if identity in seen_dirs:  # a symlink loop, a second link to a visited folder, or the skipped one
             dir_names.clear()
             continue
         seen_dirs.add(identity)
@@ -89,12 +93,14 @@ HashLookup = Callable[[Path, os.stat_result], str | None]
 
 
 def discover_images(
-    root: str | Path, known_hash: HashLookup | None = None
+    root: str | Path, known_hash: HashLookup | None = None, run_folder: str | Path | None = None
 ) -> tuple[list[ImageRef], list[SkippedFile]]:
     """Return the image candidates and the skipped files under ``root``.
 
     ``known_hash(path, stat)`` may return a cached sha256 for an unchanged file, so that a rerun over
-    thousands of answered photos does not re-read them all.
+    thousands of answered photos does not re-read them all. ``run_folder`` is never walked: a run
+    folder inside the images folder holds the pictures the teacher was sent (``images/``) and plots,
+    which would otherwise be found as new images and paid for.
     """
     root_path = Path(root).expanduser()
     if not root_path.is_dir():
@@ -102,7 +108,8 @@ def discover_images(
     root_path = root_path.resolve()
     images: list[ImageRef] = []
     skipped: list[SkippedFile] = []
-    for path in walk_files(root_path):
+    skip = Path(run_folder).expanduser().resolve() if run_folder is not None else None
+    for path in walk_files(root_path, skip):
         mime = sniff_mime(path)
         if mime is None and path.suffix.lower() not in IMAGE_SUFFIXES:
             skipped.append(SkippedFile(str(path), "not an image (unrecognised content and name)"))

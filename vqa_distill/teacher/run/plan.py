@@ -56,7 +56,7 @@ def plan_run(params: TeacherParams, ledger: Ledger, only_keys: set[str] | None =
     ledger.flush_spool()  # outcomes paid while the database was away go in before anything is read
     prompts = params.all_prompts()
     hashes = ledger.hash_cache()  # one query for the folder, not one per image
-    images, skipped = discover_images(params.images, known_hash=hashes)
+    images, skipped = discover_images(params.images, known_hash=hashes, run_folder=params.out)
     ledger.remember_hashes(hashes.changed((ref.path, ref.size_bytes, ref.mtime_ns, ref.sha256) for ref in images))
     generation = params.generation_params()
     done = ledger.done_keys()
