@@ -33,7 +33,7 @@ from vqa_distill.teacher.endpoint.client import (
     rules_for,
     translate_error,
 )
-from vqa_distill.teacher.endpoint.failures import QUOTA_CODE, quota_spent
+from vqa_distill.teacher.endpoint.failures import quota_error, quota_spent
 from vqa_distill.teacher.run_log import run_logger
 
 MODEL_NOT_FOUND_CODE = "model_not_found"
@@ -104,7 +104,7 @@ async def _check_with_chat_call(client: AsyncOpenAI, model: str, listed: list[st
         raise _unreachable(client, exc) from None
     except openai.RateLimitError as exc:
         if quota_spent(exc):
-            raise TeacherAuthError(redact(_quota_message(client), client.api_key)) from None
+            raise quota_error(str(client.base_url), client.api_key) from None
         # Any other 429 says the endpoint and key work: go on, the run paces itself.
     except Exception as exc:
         error = translate_error(exc, api_key=client.api_key)
@@ -126,13 +126,6 @@ def _not_found_at_the_call(client: AsyncOpenAI, model: str, exc: openai.NotFound
         "%s): going on; if the run's requests fail with 404 too, check --base-url",
         client.base_url, model, MODEL_NOT_FOUND_CODE,
     )  # fmt: skip
-
-
-def _quota_message(client: AsyncOpenAI) -> str:
-    return (
-        f"the endpoint {client.base_url} refuses requests: the account's quota is spent ({QUOTA_CODE}); "
-        "check the plan and billing of the account behind the API key"
-    )
 
 
 def _key_refused(client: AsyncOpenAI, exc: openai.APIStatusError) -> TeacherAuthError:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import openai
 from openai import AsyncOpenAI, DefaultAioHttpClient
 
-from vqa_distill.errors import TeacherError, TransientTeacherError
+from vqa_distill.errors import FatalRunError, TeacherError, TransientTeacherError
 from vqa_distill.teacher.endpoint.body import (
     build_messages,
     counted_tokens,
@@ -32,6 +32,8 @@ from vqa_distill.teacher.endpoint.failures import (
     connection_reason,
     error_code,
     parse_retry_after,
+    quota_error,
+    quota_spent,
     redact,
     translate_error,
 )
@@ -40,6 +42,7 @@ from vqa_distill.teacher.endpoint.request import TeacherRequest
 from vqa_distill.teacher.endpoint.secrets import resolve_api_key
 from vqa_distill.teacher.images.prepare import PreparedImage
 from vqa_distill.teacher.ratelimit.gate import Admission, RateGate
+from vqa_distill.teacher.ratelimit.gates import Gates
 
 __all__ = [
     "MAX_ERROR_MESSAGE_CHARS",
@@ -92,16 +95,18 @@ async def open_client(*, base_url: str | None, api_key_block: str | None, timeou
 
 async def ask(
     client: AsyncOpenAI,
-    gate: RateGate,
+    gates: RateGate | Gates,
     request: TeacherRequest,
     image: PreparedImage,
     *,
     rules: ModelSpec | None = None,
 ) -> TeacherAnswer:
-    """Send one request through the rate gate; return the answer or raise a TeacherError.
+    """Send one request through its model's rate gate; return the answer or raise a TeacherError.
 
+    ``gates`` is one gate, or the run's gates by model (the judge's requests pass the judge's).
     ``rules`` replaces the table's rules for ``request.model`` (a benchmark compares rules with it).
     """
+    gate = gates.for_model(request.model) if isinstance(gates, Gates) else gates
     spec = rules or rules_for(request.model)
     calibration = gate.calibration(request.model, trusted=spec.known)
     estimate = estimate_tokens(request, image, spec, calibration)
@@ -121,8 +126,11 @@ async def ask(
         raise TransientTeacherError("the endpoint answered 200 without choices (malformed response)")
     choice = completion.choices[0]
     usage = completion.usage
-    if usage is not None and usage.prompt_tokens is not None:
-        await gate.settle(estimate, counted_tokens(request, usage.prompt_tokens, usage.completion_tokens or 0))
+    if usage is None or usage.prompt_tokens is None:
+        await gate.settle(estimate, None, admission)  # an answer all the same: the 429s in a row are over
+    else:
+        counted = counted_tokens(request, usage.prompt_tokens, usage.completion_tokens or 0)
+        await gate.settle(estimate, counted, admission)
         calibration.learn(
             image.width, image.height, prompt_tokens=usage.prompt_tokens, text_tokens=prompt_text_tokens(request),
             ruled_tokens=ruled_image_tokens(request, image, spec),
@@ -136,8 +144,16 @@ async def ask(
     )
 
 
-def _failed(exc: Exception, client: AsyncOpenAI, gate: RateGate, admission: Admission) -> TeacherError:
-    """Translate a failed call, telling the gate what the endpoint said about its limits."""
+def _failed(exc: Exception, client: AsyncOpenAI, gate: RateGate, admission: Admission) -> TeacherError | FatalRunError:
+    """Translate a failed call, telling the gate what the endpoint said about its limits.
+
+    A spent quota stops the gate: no retry and no other image can succeed, so the run says so once
+    and sends nothing more.
+    """
+    if quota_spent(exc):
+        stop = quota_error(str(client.base_url), client.api_key)
+        gate.stop(stop)
+        return stop
     error = translate_error(exc, api_key=client.api_key)
     if isinstance(exc, openai.APIStatusError):
         gate.observe(exc.response.headers, admission)

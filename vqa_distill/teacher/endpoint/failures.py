@@ -18,7 +18,7 @@ from datetime import UTC
 
 import openai
 
-from vqa_distill.errors import PermanentTeacherError, TeacherError, TransientTeacherError
+from vqa_distill.errors import PermanentTeacherError, TeacherAuthError, TeacherError, TransientTeacherError
 from vqa_distill.secrecy import mask
 
 TRANSIENT_STATUS_CODES = frozenset({408, 409, 429})
@@ -110,3 +110,14 @@ def quota_spent(exc: BaseException) -> bool:
     body = exc.body
     error = body.get("error", body) if isinstance(body, dict) else None
     return isinstance(error, dict) and QUOTA_CODE in (error.get("code"), error.get("type"))
+
+
+def quota_error(base_url: str, api_key: str | None) -> TeacherAuthError:
+    """Return the run's one line about a spent quota: fatal, as a refused key is."""
+    return TeacherAuthError(
+        redact(
+            f"the endpoint {base_url} refuses requests: the account's quota is spent ({QUOTA_CODE}); "
+            "check the plan and billing of the account behind the API key",
+            api_key,
+        )
+    )

@@ -1,36 +1,39 @@
 """The gate every teacher request passes: requests and tokens per minute, and what the endpoint says.
 
-Three things decide when a request may go:
+What decides when a request may go:
 
-1. Two leaky buckets (requests, tokens). A bucket of capacity C draining at R admits at most
-   C + R*W in any window of W seconds, so each holds ``burst_seconds`` worth and drains at
-   (limit - C)/60: no 60-second window exceeds the limit, and the steady rate is (1 - burst/60) of it.
-   A request larger than C goes when the bucket is empty. Each answer's ``usage`` then settles its
-   estimate both ways: tokens beyond it are charged (the bucket may go over C, and the next requests
-   wait for them), tokens it over-booked are given back. The estimate itself learns from the answers
-   (``calibration.py``): a model the table does not know starts cautious, then adopts what it measured.
-2. The endpoint's own view, from its ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``
+1. The ceiling: the configured RPM as an ``aiolimiter.AsyncLimiter`` (``ceiling.py``), the hard cap
+   under which everything below paces. It never changes.
+2. Two leaky buckets (requests, tokens): the gate's own pace. A bucket of capacity C draining at R
+   admits at most C + R*W in any window of W seconds, so each holds ``burst_seconds`` worth and
+   drains at (limit - C)/60: the steady rate is (1 - burst/60) of the limit. The buckets are this
+   gate's and not aiolimiter's: theirs cannot change rate after a 429, carry a debt when ``usage``
+   exceeds the estimate, or run on a clock a test drives.
+3. The last minute's tokens (``window.py``): a request larger than a bucket's capacity goes when the
+   bucket is empty, which alone would let one minute hold more than the TPM; the window is exact
+   whatever the sizes.
+4. The endpoint's own view, from its ``x-ratelimit-{limit,remaining,reset}-{requests,tokens}``
    headers. Each answer's ``remaining`` is projected to now (never above what it says, lowered when
    more was sent since that request than the endpoint restored meanwhile); it then refills at the
    endpoint's rate and loses each request sent. A request waits while that projection cannot hold it:
    the gate slows down before the endpoint says no. A ``limit`` header below the configured one
    replaces it.
-3. 429s. A ``Retry-After`` holds every request that long, and each 429 cuts the pace (the share of
-   the limits the buckets drain at) by ``PACE_CUT``; the pace grows back by ``PACE_RECOVERY_PER_S``
-   each second. A wait the endpoint imposes that is longer than ``max_retry_after`` is not waited:
-   the request fails as a transient error at once and the task's retry policy decides.
-
-4. Several workers: ``outer``, the limit they share (``global_gate.py``). After the local waits, under
+5. 429s (``holds.py``): each burst cuts the pace; a ``Retry-After`` holds every request; ten in a row
+   with no answer between trip the breaker and pause every request; an ``insufficient_quota`` stops
+   the gate. A wait the endpoint imposes that is longer than ``max_retry_after`` is not waited: the
+   request fails as a transient error at once and the task's retry policy decides.
+6. Several workers: ``outer``, the limit they share (``global_gate.py``). After the local waits, under
    the lock, the request books its global slot and sleeps until it, so it leaves exactly then and the
    local buckets count it then: both bounds hold, and a worker never holds more than one booking.
 
-The buckets are not aiolimiter's: its bucket cannot change its rate after a 429, take a charge
-beyond capacity when ``usage`` exceeds the estimate, or run on a clock a test drives; those three are
-what this gate is for, and its bucket is the 20 lines of ``LeakyBucket`` (buckets.py).
+Each answer's ``usage`` settles its estimate both ways: tokens beyond it are charged (the bucket may
+go over C, and the next requests wait for them), tokens it over-booked are given back. The estimate
+itself learns from the answers (``calibration.py``): a model the table does not know starts cautious,
+then adopts what it measured.
 
 Every pause of a second or more is one log line: the Prefect run logger inside a run, else ``logging``.
-The gate is bound to one event loop (its lock is), so one is made per loop. Time comes from a
-``Clock``, so tests can drive it without sleeping.
+The gate is bound to one event loop (its lock and its ceiling are), so one is made per loop. Time comes
+from a ``Clock``, so tests can drive it without sleeping.
 """
 
 from __future__ import annotations
@@ -40,7 +43,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from vqa_distill.errors import TransientTeacherError
+from aiolimiter import AsyncLimiter
+
+from vqa_distill.errors import FatalRunError, TransientTeacherError
 from vqa_distill.teacher.ratelimit.buckets import (
     DEFAULT_BURST_SECONDS,
     WINDOW_SECONDS,
@@ -49,28 +54,33 @@ from vqa_distill.teacher.ratelimit.buckets import (
     LeakyBucket,
 )
 from vqa_distill.teacher.ratelimit.calibration import ImageCalibration
+from vqa_distill.teacher.ratelimit.ceiling import rpm_ceiling
 from vqa_distill.teacher.ratelimit.clock import Clock, MonotonicClock
 from vqa_distill.teacher.ratelimit.headers import KINDS, Kind, RateLimitHeaders
+from vqa_distill.teacher.ratelimit.holds import MIN_PACE, Holds
+from vqa_distill.teacher.ratelimit.window import Entry, SlidingWindow
 from vqa_distill.teacher.run_log import run_logger
 
 if TYPE_CHECKING:
     from vqa_distill.teacher.ratelimit.global_gate import GlobalGate
 
+__all__ = ["DEFAULT_MAX_RETRY_AFTER_S", "MIN_PACE", "Admission", "RateGate"]
+
 DEFAULT_MAX_RETRY_AFTER_S = 60.0  # longer waits asked by the endpoint fail the attempt instead
-PACE_CUT = 0.7  # a 429 multiplies the pace (share of the limits used) by this
-MIN_PACE = 0.1  # ...but never below this share
-PACE_RECOVERY_PER_S = 0.01  # share of the limits regained per second without a 429 (0.7 -> 1 in 30 s)
-LOG_PAUSE_MIN_S = 1.0  # shorter holds from the headers are pacing, not pauses worth a log line
 WAIT_RESOLUTION_S = 1e-6  # shorter waits are float noise: sleeping them could not move the clock
+OWN_PACE = "pace"  # the gate's own limits: waited whatever their length, never logged
+LAST_MINUTE = "the last minute's tokens"
+
 
 @dataclass(frozen=True, slots=True)
 class Admission:
-    """A request let through: when, its estimate, and the totals sent up to and including it."""
+    """A request let through: when, its estimate, the totals sent up to and including it, its window entry."""
 
     time: float
     tokens: int
     sent_requests: float
     sent_tokens: float
+    window: Entry | None = None
 
     def sent(self, kind: Kind) -> float:
         """Return the total of ``kind`` sent up to and including this request."""
@@ -90,8 +100,10 @@ class RateGate:
         adaptive: bool = True,
         clock: Clock | None = None,
         outer: GlobalGate | None = None,
+        ceiling: AsyncLimiter | None = None,
     ):
-        """Make a gate for ``rpm``/``tpm``; ``adaptive=False`` ignores rate-limit headers and never cuts the pace."""
+        """Make a gate for ``rpm``/``tpm``; ``adaptive=False`` ignores rate-limit headers, never cuts the pace
+        and has no breaker. On the real clock the RPM ceiling is made here unless ``ceiling`` is given."""
         self._clock: Clock = clock or MonotonicClock()
         now = self._clock.now()
         self.max_retry_after = max_retry_after
@@ -101,13 +113,11 @@ class RateGate:
         self._buckets: dict[Kind, LeakyBucket] = {
             kind: LeakyBucket(BucketShape.for_limit(self._limits[kind], burst_seconds), now) for kind in KINDS
         }
+        self._window = SlidingWindow(float(tpm))
+        self.ceiling = ceiling if ceiling is not None or clock is not None else rpm_ceiling(rpm, burst_seconds)
         self._endpoint: dict[Kind, EndpointAllowance] = {}
         self._sent: dict[Kind, float] = {"requests": 0.0, "tokens": 0.0}
-        self._resume_at = now  # nobody is sent before this (a 429's Retry-After)
-        self._pace_base = 1.0
-        self._last_cut = float("-inf")  # when the pace was last cut
-        self._sent_at_cut = -1.0  # requests sent by then: 429s for those belong to that cut
-        self._logged_until = now
+        self._holds = Holds(now, max_retry_after)
         self._lock = asyncio.Lock()
         self._calibrations: dict[str, ImageCalibration] = {}
         self.outer = outer
@@ -115,7 +125,7 @@ class RateGate:
     @property
     def pace(self) -> float:
         """Return the share of the limits the gate uses now (1.0 until a 429)."""
-        return self._pace(self._clock.now())
+        return self._holds.pace(self._clock.now())
 
     def limit(self, kind: Kind) -> float:
         """Return the per-minute limit the gate follows for ``kind`` (the endpoint's when lower)."""
@@ -123,27 +133,30 @@ class RateGate:
 
     async def acquire(self, estimated_tokens: int) -> Admission:
         """Wait until one request of ``estimated_tokens`` may go; raise TransientTeacherError when the
-        endpoint asks for a wait longer than ``max_retry_after``."""
+        endpoint asks for a wait longer than ``max_retry_after``, and the stop's error once stopped."""
         async with self._lock:
             while True:
+                if self._holds.stopped is not None:
+                    raise self._holds.stopped
                 now = self._clock.now()
                 reason, wait = self._longest_wait(estimated_tokens, now)
                 if wait < WAIT_RESOLUTION_S:
                     break
-                if reason != "pace" and wait > self.max_retry_after:
-                    raise TransientTeacherError(
-                        f"the endpoint asks to wait {wait:.0f} s ({reason}), longer than "
-                        f"max_retry_after {self.max_retry_after:g} s: not waiting",
-                        status_code=429,
-                        retry_after=wait,
-                    )
-                new_hold = now + wait > self._logged_until + LOG_PAUSE_MIN_S
-                if reason != "pace" and wait >= LOG_PAUSE_MIN_S and new_hold:
-                    self._logged_until = now + wait
-                    run_logger().info("rate limit: holding requests %.1f s (%s)", wait, reason)
+                if reason not in (OWN_PACE, LAST_MINUTE):
+                    if wait > self.max_retry_after:
+                        raise TransientTeacherError(
+                            f"the endpoint asks to wait {wait:.0f} s ({reason}), longer than "
+                            f"max_retry_after {self.max_retry_after:g} s: not waiting",
+                            status_code=429,
+                            retry_after=wait,
+                        )
+                    self._holds.say_hold(now, wait, reason)
                 await self._clock.sleep(wait)
+            if self.ceiling is not None:
+                await self.ceiling.acquire()  # the hard cap: waits only where the pace above would break it
+                now = self._clock.now()
             slot = await self.outer.reserve(estimated_tokens) if self.outer is not None else 0.0
-            if slot >= WAIT_RESOLUTION_S:  # booked only now that this worker may go (point 4 above)
+            if slot >= WAIT_RESOLUTION_S:  # booked only now that this worker may go (point 6 above)
                 await self._clock.sleep(slot)
                 now = self._clock.now()
             return self._admit(estimated_tokens, now)
@@ -155,20 +168,24 @@ class RateGate:
             found = self._calibrations[model] = ImageCalibration(model, trusted=trusted)
         return found
 
-    async def settle(self, estimated_tokens: int, counted_tokens: int | None) -> None:
-        """Correct a request's estimate by what the endpoint counted (``usage`` is the truth), both ways.
+    async def settle(self, estimated_tokens: int, counted_tokens: int | None, admission: Admission | None = None) -> None:
+        """An answer came back: correct its estimate by what the endpoint counted (``usage``), both ways.
 
         Under-booked tokens are charged (the next requests wait for them); over-booked ones are given
-        back at once, so a cautious estimate does not slow the run past its first answers.
+        back at once, so a cautious estimate does not slow the run past its first answers. The answer
+        also ends a run of 429s (the breaker's count).
         """
+        self._holds.answered()
         if counted_tokens is None or counted_tokens == estimated_tokens:
             return
         delta = float(counted_tokens - estimated_tokens)
         now = self._clock.now()
         bucket = self._buckets["tokens"]
-        bucket.drain(now, self._pace(now))
+        bucket.drain(now, self._holds.pace(now))
         bucket.level = max(0.0, bucket.level + delta)
         self._sent["tokens"] += delta
+        if admission is not None and admission.window is not None:
+            self._window.settle(admission.window, delta)
         if (allowance := self._endpoint.get("tokens")) is not None:
             allowance.level = min(allowance.limit, allowance.level - delta)
         if self.outer is not None:
@@ -201,68 +218,54 @@ class RateGate:
             self._endpoint[kind] = EndpointAllowance(level, limit, rate, now)
 
     def throttled(self, retry_after: float | None, admission: Admission | None = None) -> None:
-        """Answer a 429: cut the pace once per burst of them, and hold everyone for ``retry_after``."""
+        """Answer a 429: cut the pace once per burst, count it toward the breaker, hold everyone for ``retry_after``."""
         now = self._clock.now()
-        if self.adaptive and (admission is None or admission.sent_requests > self._sent_at_cut):
-            # A 429 for a request sent before the last cut is old news: the pace was cut for it already.
-            for bucket in self._buckets.values():
-                bucket.drain(now, self._pace(now))
-            self._pace_base = max(MIN_PACE, self._pace(now) * PACE_CUT)
-            self._last_cut = now
-            self._sent_at_cut = self._sent["requests"]
-            run_logger().info(
-                "rate limit: 429 from the endpoint, pace lowered to %.0f %% of the limits", 100 * self._pace_base
-            )
+        sent_before = admission.sent_requests if admission is not None else None
+        if self.adaptive and self._holds.new_burst(sent_before):
+            for bucket in self._buckets.values():  # what drained so far drained at the old pace
+                bucket.drain(now, self._holds.pace(now))
+            self._holds.cut_pace(now, self._sent["requests"])
+        if self.adaptive:
+            self._holds.refused(now, sent_before, self._sent["requests"])
         if retry_after is not None and retry_after > 0:
             self.pause(retry_after)
 
     def pause(self, seconds: float) -> None:
         """Hold every request for ``seconds`` (the endpoint said so with Retry-After)."""
-        now = self._clock.now()
-        resume_at = now + seconds
-        if resume_at <= self._resume_at:
-            return
-        # One line per pause: a new one, or one pushed out by a second or more (a burst of 429s
-        # asking for about the same wait is one pause).
-        worth_a_line = self._resume_at <= now or resume_at - self._resume_at >= LOG_PAUSE_MIN_S
-        self._resume_at = resume_at
-        if seconds > self.max_retry_after:
-            run_logger().warning(
-                "rate limit: the endpoint asks to wait %.0f s (Retry-After), longer than max_retry_after %g s: "
-                "requests fail now and are retried per --max-retries instead of waiting",
-                seconds, self.max_retry_after,
-            )  # fmt: skip
-        elif worth_a_line:
-            run_logger().info("rate limit: pausing all requests for %.1f s (Retry-After)", seconds)
-        self._logged_until = max(self._logged_until, resume_at)
+        self._holds.pause(self._clock.now(), seconds)
 
-    def _pace(self, now: float) -> float:
-        return min(1.0, self._pace_base + PACE_RECOVERY_PER_S * max(0.0, now - self._last_cut))
+    def stop(self, error: FatalRunError) -> None:
+        """Stop every request for good: ``error`` is said once, and raised by every ``acquire`` from now on."""
+        self._holds.stop(error)
 
     def _adopt_limit(self, kind: Kind, limit: float, now: float) -> None:
         bucket = self._buckets[kind]
-        bucket.drain(now, self._pace(now))
+        bucket.drain(now, self._holds.pace(now))
         level = bucket.level
         self._buckets[kind] = LeakyBucket(BucketShape.for_limit(limit, self._burst_seconds), now)
         self._buckets[kind].level = level
         self._limits[kind] = limit
+        if kind == "tokens":
+            self._window.limit = limit
         run_logger().warning(
             "rate limit: the endpoint allows %d %s per minute, fewer than configured: following the endpoint",
             limit, kind,
         )  # fmt: skip
 
     def _longest_wait(self, tokens: int, now: float) -> tuple[str, float]:
-        """Return why and how long the next request must wait; the reason is "pace" for the buckets."""
-        pace = self._pace(now)
-        reason, wait = "Retry-After", self._resume_at - now
+        """Return why and how long the next request must wait (``OWN_PACE`` or ``LAST_MINUTE``: the gate's own)."""
+        pace = self._holds.pace(now)
+        reason, wait = self._holds.reason, self._holds.resume_at - now
         for kind in KINDS:
             amount = _amount(kind, tokens)
             bucket_wait = self._buckets[kind].wait(amount, now, pace)
             if bucket_wait > wait:
-                reason, wait = "pace", bucket_wait
+                reason, wait = OWN_PACE, bucket_wait
             allowance = self._endpoint.get(kind)
             if allowance is not None and (endpoint_wait := allowance.wait(amount, now)) > wait:
                 reason, wait = f"the endpoint reports {max(0.0, allowance.level):.0f} {kind} left", endpoint_wait
+        if (window_wait := self._window.wait(float(tokens), now)) > wait:
+            reason, wait = LAST_MINUTE, window_wait
         return reason, wait
 
     def _admit(self, tokens: int, now: float) -> Admission:
@@ -272,7 +275,8 @@ class RateGate:
             self._sent[kind] += amount
             if kind in self._endpoint:
                 self._endpoint[kind].level -= amount
-        return Admission(now, tokens, self._sent["requests"], self._sent["tokens"])
+        entry = self._window.add(float(tokens), now)
+        return Admission(now, tokens, self._sent["requests"], self._sent["tokens"], entry)
 
 
 def _amount(kind: Kind, tokens: int) -> float:
