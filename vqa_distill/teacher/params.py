@@ -113,6 +113,12 @@ class TeacherParams(BaseModel):
         default=None, description="Model that scores every (image, question, answer) from 1 to 5; unset: no judge."
     )
     min_score: int | None = Field(default=None, ge=1, le=5, description="Leave out rows the judge scored lower.")
+    judge_rpm: int | None = Field(
+        default=None, ge=1, description="Requests per minute allowed for the judge model (unset: rpm); its own gate."
+    )
+    judge_tpm: int | None = Field(
+        default=None, ge=100, description="Tokens per minute allowed for the judge model (unset: tpm); its own gate."
+    )
     shards: int = Field(
         default=1,
         ge=1,

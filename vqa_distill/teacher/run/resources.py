@@ -26,6 +26,7 @@ from vqa_distill.teacher.images.prepare import PreparedImage, prepare_image
 from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.ratelimit.gate import RateGate
+from vqa_distill.teacher.ratelimit.gates import Gates
 from vqa_distill.teacher.ratelimit.global_gate import open_global_gate
 
 # Prepared images kept beyond the requests in flight, so every prompt of one image reuses one decode.
@@ -62,18 +63,23 @@ class PreparedImages:
 
 @dataclass
 class TeacherResources:
-    """What every ask-teacher task run of one flow run shares: live objects, never task arguments."""
+    """What every ask-teacher task run of one flow run shares: live objects, never task arguments.
+
+    ``gate`` holds a gate per model that paces on its own (``ratelimit/gates.py``): ``ask`` picks the
+    one of each request's model, so the judge's requests pass the judge's gate.
+    """
 
     client: AsyncOpenAI
-    gate: RateGate
+    gate: Gates
     ledger: Ledger
     images: PreparedImages
 
     async def aclose(self) -> None:
         """Release the connection pools and the image threads (the ledger belongs to the flow)."""
         await self.client.close()
-        if self.gate.outer is not None:
-            await self.gate.outer.aclose()
+        for gate in self.gate.all():
+            if gate.outer is not None:
+                await gate.outer.aclose()
         self.images.close()
 
 
@@ -108,21 +114,37 @@ def resources_of(flow_run_id: str) -> TeacherResources:
 
 
 async def open_resources(params: TeacherParams, ledger: Ledger) -> TeacherResources:
-    """Build a run's live objects from its parameters: the client (key from env or block), gate, image cache.
+    """Build a run's live objects from its parameters: the client (key from env or block), gates, image cache.
 
-    With ``VQA_DISTILL_REDIS_URL`` set, the gate also follows the limit every worker shares
-    (``global_gate.py``); an unreachable Redis stops the run here, before any request.
+    With ``VQA_DISTILL_REDIS_URL`` set, each gate also follows the limit every worker shares for its
+    model (``global_gate.py``); an unreachable Redis stops the run here, before any request. A judge of
+    another model gets its own gate, at ``judge_rpm``/``judge_tpm`` (the teacher's figures when unset).
     """
-    shared = await open_global_gate(base_url=params.base_url, model=params.model, rpm=params.rpm, tpm=params.tpm)
+    opened: list[RateGate] = []
     try:
+        teacher = await _open_gate(params, params.model, params.rpm, params.tpm)
+        opened.append(teacher)
+        others: dict[str, RateGate] = {}
+        if params.judge_model and params.judge_model != params.model:
+            others[params.judge_model] = await _open_gate(
+                params, params.judge_model, params.judge_rpm or params.rpm, params.judge_tpm or params.tpm
+            )
+            opened.append(others[params.judge_model])
         client = await open_client(base_url=params.base_url, api_key_block=params.api_key_block, timeout=params.timeout)
     except BaseException:
-        if shared is not None:
-            await shared.aclose()
+        for gate in opened:
+            if gate.outer is not None:
+                await gate.outer.aclose()
         raise
     return TeacherResources(
         client=client,
-        gate=RateGate(params.rpm, params.tpm, max_retry_after=params.max_retry_after, outer=shared),
+        gate=Gates(teacher, others),
         ledger=ledger,
         images=PreparedImages(capacity=params.concurrency + IMAGE_CACHE_SLACK),
     )
+
+
+async def _open_gate(params: TeacherParams, model: str, rpm: int, tpm: int) -> RateGate:
+    """Return ``model``'s gate at ``rpm``/``tpm``, under the limit every worker shares when there is one."""
+    shared = await open_global_gate(base_url=params.base_url, model=model, rpm=rpm, tpm=tpm)
+    return RateGate(rpm, tpm, max_retry_after=params.max_retry_after, outer=shared)
