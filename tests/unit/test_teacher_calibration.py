@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import httpx2
@@ -200,3 +201,38 @@ def test_an_unknown_model_at_a_relay_reaches_the_throughput_its_true_usage_allow
     assert achieved_per_min >= 0.9 * ideal_per_min, (achieved_per_min, ideal_per_min)
     assert relay.refused <= 0.01 * total
     assert sum("estimate adopted" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_a_request_waiting_on_an_over_booked_estimate_goes_as_soon_as_it_is_given_back() -> None:
+    """Real clock: the waiter would sleep ~10 s for the first request's cautious estimate; the answer
+    comes back after 0.2 s and gives it back, and the waiter goes then, not 10 s later."""
+
+    async def run() -> float:
+        gate = RateGate(6000, 60_000)  # a 1,000-token bucket draining ~983 a second
+        first = await gate.acquire(10_000)  # cautious: ten times the bucket
+        started = time.monotonic()
+
+        async def answer() -> None:
+            await asyncio.sleep(0.2)
+            await gate.settle(10_000, 1_100, first)  # the endpoint counted 1,100
+
+        await asyncio.gather(gate.acquire(100), answer())
+        return time.monotonic() - started
+
+    assert asyncio.run(run()) < 2.0  # ~0.2 s of answer and ~0.1 s of drain; without the wake-up, ~10 s
+
+
+def test_a_give_back_never_frees_what_later_requests_hold() -> None:
+    """The bucket drains oldest first: a late give-back returns only what its request still holds."""
+    clock = FakeClock()
+    gate = RateGate(100_000, 6000, clock=clock)  # capacity 100, ~98.3 a second
+
+    async def run() -> float:
+        cautious = await gate.acquire(500)
+        await gate.acquire(50)  # waits until 50 fit: the cautious one still holds 50 of the 100
+        await gate.settle(500, 10, cautious)  # 490 over-booked, but only its remaining 50 can come back
+        started = clock.t
+        await gate.acquire(100)  # the 50 tokens just admitted still count
+        return clock.t - started
+
+    assert asyncio.run(run()) == pytest.approx(50 / TOKENS_RATE)

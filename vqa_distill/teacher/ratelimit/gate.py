@@ -119,6 +119,7 @@ class RateGate:
         self._sent: dict[Kind, float] = {"requests": 0.0, "tokens": 0.0}
         self._holds = Holds(now, max_retry_after)
         self._lock = asyncio.Lock()
+        self._given_back = asyncio.Event()  # set by a give-back: the waiting request need not sleep it out
         self._calibrations: dict[str, ImageCalibration] = {}
         self.outer = outer
 
@@ -151,7 +152,7 @@ class RateGate:
                             retry_after=wait,
                         )
                     self._holds.say_hold(now, wait, reason)
-                await self._clock.sleep(wait)
+                await self._sleep(wait)
             if self.ceiling is not None:
                 await self.ceiling.acquire()  # the hard cap: waits only where the pace above would break it
                 now = self._clock.now()
@@ -160,6 +161,17 @@ class RateGate:
                 await self._clock.sleep(slot)
                 now = self._clock.now()
             return self._admit(estimated_tokens, now)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep ``seconds``, or less when an answer gives tokens back meanwhile (then look again)."""
+        self._given_back.clear()
+        sleeping = asyncio.ensure_future(self._clock.sleep(seconds))
+        woken = asyncio.ensure_future(self._given_back.wait())
+        try:
+            await asyncio.wait((sleeping, woken), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in (sleeping, woken):
+                waiting.cancel()
 
     def calibration(self, model: str, *, trusted: bool) -> ImageCalibration:
         """Return the image estimate ``model``'s answers teach this gate (one per model, made on first use)."""
@@ -182,12 +194,20 @@ class RateGate:
         now = self._clock.now()
         bucket = self._buckets["tokens"]
         bucket.drain(now, self._holds.pace(now))
-        bucket.level = max(0.0, bucket.level + delta)
+        given_back = delta
+        if delta < 0 and admission is not None:
+            # The bucket drains oldest first: what this request still holds in it is the level less what
+            # was admitted after it. Only that can be given back; the rest is later requests' to drain.
+            still_held = max(0.0, bucket.level - (self._sent["tokens"] - admission.sent_tokens))
+            given_back = max(delta, -still_held)
+        bucket.level = max(0.0, bucket.level + given_back)
         self._sent["tokens"] += delta
         if admission is not None and admission.window is not None:
             self._window.settle(admission.window, delta)
         if (allowance := self._endpoint.get("tokens")) is not None:
             allowance.level = min(allowance.limit, allowance.level - delta)
+        if delta < 0:
+            self._given_back.set()  # the request waiting on the old debt looks again now
         if self.outer is not None:
             await self.outer.charge(int(delta))
 
