@@ -44,5 +44,7 @@ def test_1536_photos_never_put_more_than_the_tpm_into_a_minute(tmp_path: Path, m
     assert all(r["counted_tokens"] >= 26_525 for r in photos)  # each one far above the bucket's 3,333
     times = [r["t"] for r in photos]
     counted = [r["counted_tokens"] for r in photos]
-    assert heaviest_minute(times, counted) <= TPM
+    heaviest = heaviest_minute(times, counted)
+    print(f"1536^2 photos on gpt-4o-mini: heaviest minute {heaviest:,} tokens of {TPM:,} TPM")
+    assert heaviest <= TPM
     assert times[-1] - times[0] > MINUTE_S  # the eighth waited for the first to leave the minute
