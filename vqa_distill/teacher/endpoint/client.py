@@ -101,7 +101,8 @@ async def ask(
     *,
     rules: ModelSpec | None = None,
 ) -> TeacherAnswer:
-    """Send one request through its model's rate gate; return the answer or raise a TeacherError.
+    """Send one request through its model's rate gate; return the answer or raise a TeacherError
+    (a FatalRunError once the account's quota is spent).
 
     ``gates`` is one gate, or the run's gates by model (the judge's requests pass the judge's).
     ``rules`` replaces the table's rules for ``request.model`` (a benchmark compares rules with it).
