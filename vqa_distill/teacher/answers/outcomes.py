@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vqa_distill.errors import ImageError, TeacherError
+from vqa_distill.errors import FatalRunError, ImageError, TeacherError
 from vqa_distill.teacher.endpoint.client import TeacherAnswer
 from vqa_distill.teacher.endpoint.request import TeacherRequest
 from vqa_distill.teacher.ledger.records import (
@@ -69,6 +69,6 @@ def failure_record(
     record.error_message = str(error) or type(error).__name__
     if isinstance(error, TeacherError):
         record.status_code = error.status_code
-    elif not isinstance(error, ImageError):
+    elif not isinstance(error, ImageError | FatalRunError):  # a spent quota or refused key says it in its own words
         record.error_message = f"unexpected {type(error).__name__}: {error}"
     return record
