@@ -43,7 +43,9 @@ def pytest_runtest_call(item: pytest.Item) -> Generator[None, object, object]:
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_teardown(item: pytest.Item) -> Generator[None, object, object]:
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Generator[None, object, object]:
+    if nextitem is None:  # the session ends here: its fixtures, which other tiers started, stop too
+        return (yield)
     return (yield from guarded_phase(_guard_of(item)))
 
 
