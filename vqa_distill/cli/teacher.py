@@ -45,7 +45,13 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         help="Prefect Secret block holding the API key (default: the OPENAI_API_KEY environment variable)")
     add("--rpm", type=int, help="requests per minute allowed (default 500)")
     add("--tpm", type=int, help="tokens per minute allowed (default 200000)")
-    add("--concurrency", type=int, help="requests in flight at most (default 32)")
+    add("--concurrency", type=_concurrency,
+        help="requests in flight: a number, or auto (the default) to find the endpoint's knee from latency and "
+        "overload answers while it sends no rate-limit headers (at most 32)")
+    add("--judge-rpm", "--judge_rpm", dest="judge_rpm", type=int,
+        help="requests per minute allowed for a judge of another model (default: --rpm)")
+    add("--judge-tpm", "--judge_tpm", dest="judge_tpm", type=int,
+        help="tokens per minute allowed for a judge of another model (default: --tpm)")
     add("--max-retries", "--max_retries", dest="max_retries", type=int,
         help="retries of a transient failure: 429, 5xx, timeout, bad JSON (default 3)")
     add("--retry-delay", "--retry_delay", dest="retry_delay", type=float,
@@ -114,6 +120,16 @@ def register(subparsers: Any) -> None:
     dataset.add_argument("--val-ratio", "--val_ratio", dest="val_ratio", type=float, default=0.0)
     dataset.add_argument("--seed", type=int, default=42)
     dataset.set_defaults(func=run_dataset)
+
+
+def _concurrency(value: str) -> int | str:
+    """Parse ``--concurrency``: ``auto`` or a whole number."""
+    if value == "auto":
+        return value
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or auto, got {value!r}") from None
 
 
 def params_from_args(args: argparse.Namespace) -> Any:

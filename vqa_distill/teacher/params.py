@@ -58,7 +58,14 @@ class TeacherParams(BaseModel):
     )
     rpm: int = Field(default=DEFAULT_RPM, ge=1, description="Requests per minute allowed at the endpoint.")
     tpm: int = Field(default=DEFAULT_TPM, ge=100, description="Tokens per minute allowed at the endpoint.")
-    concurrency: int = Field(default=DEFAULT_CONCURRENCY, ge=1, le=4096, description="Requests in flight.")
+    concurrency: int = Field(
+        default=DEFAULT_CONCURRENCY, ge=1, le=4096, description="Requests in flight (with auto: at most)."
+    )
+    concurrency_auto: bool = Field(
+        default=True,
+        description="Adapt the requests in flight to the endpoint (concurrency 'auto'): latency and overload "
+        "answers while it sends no rate-limit headers; its headers rule once it does. Off: concurrency is fixed.",
+    )
     max_retries: int = Field(default=DEFAULT_MAX_RETRIES, ge=0, le=20, description="Retries on transient errors.")
     retry_delay: float = Field(
         default=DEFAULT_RETRY_DELAY_S, ge=0, description="First retry delay in seconds (doubles, jittered)."
@@ -142,6 +149,20 @@ class TeacherParams(BaseModel):
     review: int = Field(
         default=DEFAULT_REVIEW_ROWS, ge=0, description="Rows sampled into review.html in the run folder (0: none)."
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _concurrency_auto(cls, values: Any) -> Any:
+        """``concurrency: auto`` asks for the adaptive limit; a number given alone fixes it (the form has both fields)."""
+        if not isinstance(values, dict) or "concurrency" not in values:
+            return values
+        values = dict(values)
+        if values["concurrency"] == "auto":
+            del values["concurrency"]
+            values["concurrency_auto"] = True
+        else:
+            values.setdefault("concurrency_auto", False)
+        return values
 
     @field_validator("prompts")
     @classmethod

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vqa_distill import progress
-from vqa_distill.errors import LedgerUnavailable
+from vqa_distill.errors import FatalRunError, LedgerUnavailable
 from vqa_distill.teacher.answers.outcomes import failure_record
 from vqa_distill.teacher.endpoint.pricing import estimate_cost
 from vqa_distill.teacher.endpoint.request import TeacherRequest
@@ -46,15 +46,27 @@ class FanOutOutcome:
 async def ask_all(
     requests: list[TeacherRequest], ask: AskOne, *, concurrency: int, flow_run_id: str | None, ledger: Ledger
 ) -> FanOutOutcome:
-    """Await ``ask`` for every request, at most ``concurrency`` in flight; count each in the run's tally."""
+    """Await ``ask`` for every request, at most ``concurrency`` in flight; count each in the run's tally.
+
+    ``concurrency`` is the bound; the requests in flight at the endpoint are held by its gate's
+    concurrency limit (``ratelimit/concurrency.py``), fixed or ``auto``, inside ``ask``. A FatalRunError
+    (a spent quota) stops the fan-out rather than being recorded against every remaining request.
+    """
     in_flight = asyncio.Semaphore(concurrency)
     outcome = FanOutOutcome()
     tally = progress.begin(len(requests))
 
+    stopped: list[FatalRunError] = []
+
     async def ask_one(request: TeacherRequest) -> None:
         async with in_flight:
+            if stopped:
+                return  # the run stops: asking would only fail again
             try:
                 answered = await ask(request)
+            except FatalRunError as exc:
+                stopped.append(exc)  # a spent quota or a refused key: no other request can succeed
+                raise
             except Exception as exc:  # the task recorded why in the ledger; the UI shows it too
                 outcome.failures.append(failure_of(request, ledger, exc, flow_run_id))
                 tally.record("failed")

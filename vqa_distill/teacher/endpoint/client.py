@@ -2,13 +2,19 @@
 
 The client is built with ``max_retries=0`` so Prefect owns every retry and each attempt is visible.
 Every request passes the rate gate with its estimate; the gate hears every answer's rate-limit headers
-and 429s, and each answer's ``usage`` settles the estimate both ways. What a request says is built in
+and 429s, and each answer's ``usage`` settles the estimate both ways. Every request also holds a slot of
+the gate's concurrency limit while in flight, and tells it its latency or that the endpoint was
+overloaded (a 503 without Retry-After, a timeout). An endpoint that sends no rate-limit headers (a
+self-hosted server) is overloaded, not refusing: its overload answers are waited out and asked again
+here, under the lowered limit, up to ``MAX_OVERLOAD_RETRIES`` times, so they spend none of the image's
+retries. Nothing was answered, so nothing is paid twice: the request's tokens go back to the gate. What a request says is built in
 ``body.py``, and every failure is translated once, in ``failures.py``; their names are re-exported here,
 the package's public face.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 
@@ -28,9 +34,12 @@ from vqa_distill.teacher.endpoint.body import (
 )
 from vqa_distill.teacher.endpoint.failures import (
     MAX_ERROR_MESSAGE_CHARS,
+    MAX_OVERLOAD_RETRIES,
     TRANSIENT_STATUS_CODES,
     connection_reason,
     error_code,
+    overload_backoff,
+    overloaded,
     parse_retry_after,
     quota_error,
     quota_spent,
@@ -111,12 +120,23 @@ async def ask(
     spec = rules or rules_for(request.model)
     calibration = gate.calibration(request.model, trusted=spec.known)
     estimate = estimate_tokens(request, image, spec, calibration)
-    admission = await gate.acquire(estimate)
-    started = time.perf_counter()
-    try:
-        raw = await client.chat.completions.with_raw_response.create(**request_body(request, image, spec))
-    except Exception as exc:
-        raise _failed(exc, client, gate, admission) from None
+    for overloads in range(MAX_OVERLOAD_RETRIES + 1):
+        async with gate.concurrency.slot() as slot:
+            admission = await gate.acquire(estimate)
+            started = time.perf_counter()
+            try:
+                raw = await client.chat.completions.with_raw_response.create(**request_body(request, image, spec))
+            except Exception as exc:
+                if not overloaded(exc):
+                    raise _failed(exc, client, gate, admission) from None
+                slot.done(overloaded=True)
+                if gate.sends_rate_limit_headers or overloads == MAX_OVERLOAD_RETRIES:
+                    raise _failed(exc, client, gate, admission) from None
+                await gate.settle(estimate, 0, admission)  # not answered: nothing was used, its tokens go back
+            else:
+                slot.done(time.perf_counter() - started)
+                break
+        await asyncio.sleep(overload_backoff(overloads))  # outside the slot: the lowered limit holds the others
     gate.observe(raw.headers, admission)
     try:
         completion = raw.parse()

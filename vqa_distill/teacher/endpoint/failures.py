@@ -1,6 +1,8 @@
 """The one error-translation boundary: every ``openai`` exception becomes one of the project's errors.
 
-- transient (retried by Prefect): 408, 409, 429, 5xx, timeouts, connection drops, a 200 that is not JSON
+- transient (retried by Prefect): 408, 409, 429, 5xx, timeouts, connection drops, a 200 that is not JSON;
+  an overload answer (``overloaded``: a timeout, a 503 without Retry-After) of an endpoint without
+  rate-limit headers is first asked again inside ``ask`` (``client.py``)
 - permanent for one image (recorded, not retried): 400, 404/413/422 on a request, other 4xx
 - fatal for the run: a 429 whose code is ``insufficient_quota`` (the account's credit is spent: no
   retry helps); and at the endpoint check, a refused key, an unreachable endpoint, an unknown model
@@ -25,6 +27,9 @@ TRANSIENT_STATUS_CODES = frozenset({408, 409, 429})
 QUOTA_CODE = "insufficient_quota"  # OpenAI's 429 when the account's credit is spent: waiting never helps
 MAX_ERROR_MESSAGE_CHARS = 500
 REDACTED = "[REDACTED]"
+MAX_OVERLOAD_RETRIES = 5  # overload answers of a self-hosted server asked again inside ``ask``, per image
+OVERLOAD_BACKOFF_S = 0.5  # first wait after an overload answer; doubles per answer, up to the cap
+OVERLOAD_BACKOFF_CAP_S = 8.0
 MIN_KEY_CHARS = 4  # a shorter key (``x`` for a local server) guards nothing: masking it would garble every message
 
 
@@ -44,6 +49,25 @@ def translate_error(exc: BaseException, *, api_key: str | None = None) -> Teache
     if isinstance(exc, ValueError | openai.APIResponseValidationError):  # JSONDecodeError is a ValueError
         return TransientTeacherError(f"the endpoint's response was not valid JSON ({type(exc).__name__})")
     return PermanentTeacherError(redact(f"{type(exc).__name__}: {exc}", api_key))
+
+
+def overloaded(exc: BaseException) -> bool:
+    """Return whether ``exc`` says the server is at capacity: a timeout, or a 503 without Retry-After.
+
+    A 503 with Retry-After is the endpoint saying when to come back: the gate's hold follows it instead.
+    """
+    if isinstance(exc, openai.APITimeoutError):
+        return True
+    return (
+        isinstance(exc, openai.APIStatusError)
+        and exc.status_code == 503
+        and parse_retry_after(exc.response.headers) is None
+    )
+
+
+def overload_backoff(overloads: int) -> float:
+    """Return the seconds to wait after the ``overloads``-th overload answer of one request (0 first)."""
+    return float(min(OVERLOAD_BACKOFF_CAP_S, OVERLOAD_BACKOFF_S * 2**overloads))
 
 
 def parse_retry_after(headers: Mapping[str, str]) -> float | None:

@@ -56,6 +56,7 @@ from vqa_distill.teacher.ratelimit.buckets import (
 from vqa_distill.teacher.ratelimit.calibration import ImageCalibration
 from vqa_distill.teacher.ratelimit.ceiling import rpm_ceiling
 from vqa_distill.teacher.ratelimit.clock import Clock, MonotonicClock
+from vqa_distill.teacher.ratelimit.concurrency import ConcurrencyLimit
 from vqa_distill.teacher.ratelimit.headers import KINDS, Kind, RateLimitHeaders
 from vqa_distill.teacher.ratelimit.holds import MIN_PACE, Holds
 from vqa_distill.teacher.ratelimit.window import Entry, SlidingWindow
@@ -70,6 +71,7 @@ DEFAULT_MAX_RETRY_AFTER_S = 60.0  # longer waits asked by the endpoint fail the 
 WAIT_RESOLUTION_S = 1e-6  # shorter waits are float noise: sleeping them could not move the clock
 OWN_PACE = "pace"  # the gate's own limits: waited whatever their length, never logged
 LAST_MINUTE = "the last minute's tokens"
+UNBOUNDED_IN_FLIGHT = 1 << 20  # a gate made without a concurrency limit leaves it to its caller
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +103,7 @@ class RateGate:
         clock: Clock | None = None,
         outer: GlobalGate | None = None,
         ceiling: AsyncLimiter | None = None,
+        concurrency: ConcurrencyLimit | None = None,
     ):
         """Make a gate for ``rpm``/``tpm``; ``adaptive=False`` ignores rate-limit headers, never cuts the pace
         and has no breaker. On the real clock the RPM ceiling is made here unless ``ceiling`` is given."""
@@ -122,6 +125,13 @@ class RateGate:
         self._given_back = asyncio.Event()  # set by a give-back: the waiting request need not sleep it out
         self._calibrations: dict[str, ImageCalibration] = {}
         self.outer = outer
+        # Requests in flight (``concurrency.py``): fixed unless the run asked for ``auto``.
+        self.concurrency = concurrency or ConcurrencyLimit(UNBOUNDED_IN_FLIGHT, adaptive=False, clock=clock)
+
+    @property
+    def sends_rate_limit_headers(self) -> bool:
+        """Return whether the endpoint has sent ``x-ratelimit-*`` headers (a hosted API; a self-hosted server does not)."""
+        return bool(self._endpoint)
 
     @property
     def pace(self) -> float:
@@ -236,6 +246,7 @@ class RateGate:
                 drift = min(0.0, refilled - (self._sent[kind] - admission.sent(kind)))
             level = min(limit, view.remaining + drift)
             self._endpoint[kind] = EndpointAllowance(level, limit, rate, now)
+            self.concurrency.follow_gate()
 
     def throttled(self, retry_after: float | None, admission: Admission | None = None) -> None:
         """Answer a 429: cut the pace once per burst, count it toward the breaker, hold everyone for ``retry_after``."""

@@ -25,6 +25,7 @@ from vqa_distill.teacher.images.budget import PixelBudget
 from vqa_distill.teacher.images.prepare import PreparedImage, prepare_image
 from vqa_distill.teacher.ledger.records import Ledger
 from vqa_distill.teacher.params import TeacherParams
+from vqa_distill.teacher.ratelimit.concurrency import ConcurrencyLimit
 from vqa_distill.teacher.ratelimit.gate import RateGate
 from vqa_distill.teacher.ratelimit.gates import Gates
 from vqa_distill.teacher.ratelimit.global_gate import open_global_gate
@@ -88,6 +89,13 @@ class TeacherResources:
 # the id of the flow run it belongs to. Task arguments stay plain data (Prefect hashes them for the
 # cache key and shows them in the UI); the client, the rate gate and the ledger connection live here.
 _BY_FLOW_RUN: dict[str, TeacherResources] = {}
+# What each flow run's teacher concurrency limit came to, kept past its resources for the run's summary.
+_CONCURRENCY_BY_FLOW_RUN: dict[str, str] = {}
+
+
+def concurrency_used(flow_run_id: str) -> str | None:
+    """Return how the teacher's requests in flight were limited in ``flow_run_id`` (None: it asked nothing)."""
+    return _CONCURRENCY_BY_FLOW_RUN.get(flow_run_id)
 
 
 @contextlib.asynccontextmanager
@@ -100,6 +108,7 @@ async def registered(flow_run_id: str, resources: TeacherResources) -> AsyncIter
         yield resources
     finally:
         del _BY_FLOW_RUN[flow_run_id]
+        _CONCURRENCY_BY_FLOW_RUN[flow_run_id] = resources.gate.teacher.concurrency.describe()
         await resources.aclose()
 
 
@@ -147,4 +156,5 @@ async def open_resources(params: TeacherParams, ledger: Ledger) -> TeacherResour
 async def _open_gate(params: TeacherParams, model: str, rpm: int, tpm: int) -> RateGate:
     """Return ``model``'s gate at ``rpm``/``tpm``, under the limit every worker shares when there is one."""
     shared = await open_global_gate(base_url=params.base_url, model=model, rpm=rpm, tpm=tpm)
-    return RateGate(rpm, tpm, max_retry_after=params.max_retry_after, outer=shared)
+    in_flight = ConcurrencyLimit(params.concurrency, adaptive=params.concurrency_auto)
+    return RateGate(rpm, tpm, max_retry_after=params.max_retry_after, outer=shared, concurrency=in_flight)

@@ -14,6 +14,7 @@ from vqa_distill.teacher.endpoint.pricing import estimate_cost
 from vqa_distill.teacher.ledger.records import STATUS_UNUSABLE, TeacherRecord
 from vqa_distill.teacher.run.batch_summary import BatchSummary
 from vqa_distill.teacher.run.plan import RunPlan
+from vqa_distill.teacher.run.resources import concurrency_used
 
 
 class FailedItem(BaseModel):
@@ -47,6 +48,7 @@ class RunSummary(BaseModel):
     dataset: DatasetReport | None = None
     flow_run_id: str | None = None
     batch: BatchSummary | None = None  # set by a Batch API submit or collect
+    concurrency: str | None = None  # the teacher's requests in flight: fixed, or auto's final and peak limit
 
     def table_rows(self) -> list[dict[str, Any]]:
         """Return the summary as metric/value rows (the artifact and the CLI print this)."""
@@ -65,6 +67,8 @@ class RunSummary(BaseModel):
             ("completion tokens (this run)", self.completion_tokens),
             (f"estimated cost ({self.model})", cost),
         ]
+        if self.concurrency is not None:
+            rows.append(("requests in flight", self.concurrency))
         if self.dataset:
             rows += [("train rows", self.dataset.train_rows), ("val rows", self.dataset.val_rows)]
         if self.batch is not None:
@@ -121,6 +125,7 @@ def summarize(
         failed_items=items,
         dataset=dataset,
         flow_run_id=flow_run_id,
+        concurrency=concurrency_used(flow_run_id) if flow_run_id else None,
     )
 
 
