@@ -15,10 +15,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar
 
-from prefect.exceptions import MissingContextError
-from prefect.logging import get_run_logger
-from prefect.states import Failed
-
 from vqa_distill.errors import FatalRunError
 
 P = ParamSpec("P")
@@ -56,6 +52,11 @@ def said_once(exc: FatalRunError) -> Any:
     A wrong key, endpoint or database is the user's to fix, not a bug: a traceback would bury the
     one line that says what to do.
     """
+    # Imported here: the command line imports this module to register commands, and --help must stay light.
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+    from prefect.states import Failed
+
     try:
         logger: logging.Logger | logging.LoggerAdapter[logging.Logger] = get_run_logger()
     except MissingContextError:  # called outside a run (a plain function call in a test)
