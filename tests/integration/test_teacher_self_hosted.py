@@ -49,8 +49,8 @@ def test_auto_concurrency_keeps_a_self_hosted_server_busy_without_overloading_it
 ) -> None:
     make_images(tmp_path / "images", IMAGES)
     params = params_for(
-        tmp_path / "images", tmp_path / "out", server.base_url, model=SELF_HOSTED_MODELS[0], rpm=100_000,
-        tpm=1_000_000_000, concurrency="auto",
+        tmp_path / "images", tmp_path / "out", server.base_url, model=SELF_HOSTED_MODELS[0],
+        rate_limits=False, concurrency="auto",
     )  # fmt: skip
     outcome = run_generate_flow(params, show_progress=False)
     assert outcome.summary is not None, outcome.fatal

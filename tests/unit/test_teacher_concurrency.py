@@ -170,3 +170,13 @@ def test_a_spent_quota_stops_the_fan_out(tmp_path: Path) -> None:
     with Ledger(tmp_path / "run") as ledger, pytest.raises(TeacherAuthError):
         asyncio.run(ask_all(requests, ask, concurrency=1, flow_run_id="run", ledger=ledger))
     assert asked == ["0.png"]
+
+
+def test_an_endpoint_is_taken_for_self_hosted_only_once_it_answered_without_headers() -> None:
+    gate = RateGate(500, 200_000, clock=FakeClock())
+    assert not gate.answers_without_headers  # nothing known before the first answer
+    gate.observe({})
+    asyncio.run(gate.settle(100, 100))
+    assert gate.answers_without_headers
+    gate.observe({"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "499"})
+    assert not gate.answers_without_headers

@@ -45,6 +45,8 @@ def add_generate_arguments(parser: argparse.ArgumentParser) -> None:
         help="Prefect Secret block holding the API key (default: the OPENAI_API_KEY environment variable)")
     add("--rpm", type=int, help="requests per minute allowed (default 500)")
     add("--tpm", type=int, help="tokens per minute allowed (default 200000)")
+    add("--no-rate-limits", dest="rate_limits", action="store_const", const=False,
+        help="no requests or tokens per minute at all: for a self-hosted server, paced by --concurrency alone")
     add("--concurrency", type=_concurrency,
         help="requests in flight: a number, or auto (the default) to find the endpoint's knee from latency and "
         "overload answers while it sends no rate-limit headers (at most 32)")

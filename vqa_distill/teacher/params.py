@@ -58,6 +58,10 @@ class TeacherParams(BaseModel):
     )
     rpm: int = Field(default=DEFAULT_RPM, ge=1, description="Requests per minute allowed at the endpoint.")
     tpm: int = Field(default=DEFAULT_TPM, ge=100, description="Tokens per minute allowed at the endpoint.")
+    rate_limits: bool = Field(
+        default=True,
+        description="Pace by rpm/tpm. Off: no per-minute limits at all (a self-hosted server: its concurrency paces it).",
+    )
     concurrency: int = Field(
         default=DEFAULT_CONCURRENCY, ge=1, le=4096, description="Requests in flight (with auto: at most)."
     )

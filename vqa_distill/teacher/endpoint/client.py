@@ -4,8 +4,8 @@ The client is built with ``max_retries=0`` so Prefect owns every retry and each 
 Every request passes the rate gate with its estimate; the gate hears every answer's rate-limit headers
 and 429s, and each answer's ``usage`` settles the estimate both ways. Every request also holds a slot of
 the gate's concurrency limit while in flight, and tells it its latency or that the endpoint was
-overloaded (a 503 without Retry-After, a timeout). An endpoint that sends no rate-limit headers (a
-self-hosted server) is overloaded, not refusing: its overload answers are waited out and asked again
+overloaded (a 503 without Retry-After, a timeout). An endpoint that has answered without rate-limit
+headers (a self-hosted server) is overloaded, not refusing: its overload answers are waited out and asked again
 here, under the lowered limit, up to ``MAX_OVERLOAD_RETRIES`` times, so they spend none of the image's
 retries. Nothing was answered, so nothing is paid twice: the request's tokens go back to the gate. What a request says is built in
 ``body.py``, and every failure is translated once, in ``failures.py``; their names are re-exported here,
@@ -130,7 +130,7 @@ async def ask(
                 if not overloaded(exc):
                     raise _failed(exc, client, gate, admission) from None
                 slot.done(overloaded=True)
-                if gate.sends_rate_limit_headers or overloads == MAX_OVERLOAD_RETRIES:
+                if not gate.answers_without_headers or overloads == MAX_OVERLOAD_RETRIES:
                     raise _failed(exc, client, gate, admission) from None
                 await gate.settle(estimate, 0, admission)  # not answered: nothing was used, its tokens go back
             else:

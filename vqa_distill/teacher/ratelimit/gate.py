@@ -125,6 +125,7 @@ class RateGate:
         self._given_back = asyncio.Event()  # set by a give-back: the waiting request need not sleep it out
         self._calibrations: dict[str, ImageCalibration] = {}
         self.outer = outer
+        self._answered = False  # an answer came back (its headers, if any, were read first)
         # Requests in flight (``concurrency.py``): fixed unless the run asked for ``auto``.
         self.concurrency = concurrency or ConcurrencyLimit(UNBOUNDED_IN_FLIGHT, adaptive=False, clock=clock)
 
@@ -132,6 +133,14 @@ class RateGate:
     def sends_rate_limit_headers(self) -> bool:
         """Return whether the endpoint has sent ``x-ratelimit-*`` headers (a hosted API; a self-hosted server does not)."""
         return bool(self._endpoint)
+
+    @property
+    def answers_without_headers(self) -> bool:
+        """Return whether the endpoint has answered and sent no rate-limit headers (a self-hosted server).
+
+        Before its first answer nothing is known: an endpoint is not taken for self-hosted by default.
+        """
+        return self._answered and not self._endpoint
 
     @property
     def pace(self) -> float:
@@ -198,6 +207,7 @@ class RateGate:
         also ends a run of 429s (the breaker's count).
         """
         self._holds.answered()
+        self._answered = True
         if counted_tokens is None or counted_tokens == estimated_tokens:
             return
         delta = float(counted_tokens - estimated_tokens)

@@ -32,6 +32,9 @@ from vqa_distill.teacher.ratelimit.global_gate import open_global_gate
 
 # Prepared images kept beyond the requests in flight, so every prompt of one image reuses one decode.
 IMAGE_CACHE_SLACK = 8
+# Per-minute limits no run reaches: what ``rate_limits=False`` sets (requests and tokens per minute).
+NO_RPM = 1_000_000_000
+NO_TPM = 1_000_000_000_000
 
 
 class PreparedImages:
@@ -154,7 +157,12 @@ async def open_resources(params: TeacherParams, ledger: Ledger) -> TeacherResour
 
 
 async def _open_gate(params: TeacherParams, model: str, rpm: int, tpm: int) -> RateGate:
-    """Return ``model``'s gate at ``rpm``/``tpm``, under the limit every worker shares when there is one."""
+    """Return ``model``'s gate at ``rpm``/``tpm``, under the limit every worker shares when there is one.
+
+    With ``rate_limits`` off the per-minute limits are set out of reach: only the concurrency limit paces.
+    """
+    if not params.rate_limits:
+        rpm, tpm = NO_RPM, NO_TPM
     shared = await open_global_gate(base_url=params.base_url, model=model, rpm=rpm, tpm=tpm)
     in_flight = ConcurrencyLimit(params.concurrency, adaptive=params.concurrency_auto)
     return RateGate(rpm, tpm, max_retry_after=params.max_retry_after, outer=shared, concurrency=in_flight)
