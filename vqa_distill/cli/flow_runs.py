@@ -22,11 +22,15 @@ class FlowOutcome:
 
 
 def run_generate_flow(params: TeacherParams, *, show_progress: bool = True, only_keys: list[str] | None = None) -> FlowOutcome:
-    """Run ``generate`` with a progress bar; fatal errors come back as text, not tracebacks."""
+    """Run ``generate`` with a progress bar; fatal errors, and a Prefect server lost mid-run, come back as text."""
     from flows.generate import generate
+    from vqa_distill.cli.api_outage import ApiWatch
 
-    with _progress_bar(show_progress):
+    watch = ApiWatch(params.out)
+    with _progress_bar(show_progress), watch:
         run = run_flow(generate(params, only_keys=only_keys, return_state=True))
+    if watch.message:  # the run ended (or could not start) without its server: the ledger keeps the answers
+        return FlowOutcome(summary=None, fatal=watch.message)
     if isinstance(run.result, RunSummary):
         return FlowOutcome(summary=run.result, flow_run_id=run.flow_run_id)
     if isinstance(run.result, FatalRunError):
