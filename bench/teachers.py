@@ -146,7 +146,7 @@ def measure(family: Family, photos: list[PreparedImage], auto: bool, duration_s:
         answered, estimate, concurrency = asyncio.run(drive(handle, family, photos, auto, duration_s))
         records = [r for r in handle.stats()["requests"] if r.get("fingerprints")]
     start = family.steady_from * duration_s
-    steady = [t for t in answered if t >= start]
+    steady = [t for t in answered if start <= t <= duration_s]  # not the backlog answered after the row
     served = [r for r in records if not r.get("rate_limited") and not r.get("overloaded")]
     return Row(
         label="auto" if auto else f"fixed {DEFAULT_CONCURRENCY} (baseline)",

@@ -56,6 +56,7 @@ class ConcurrencyLimit:
         self._clock: Clock = clock or MonotonicClock()
         self.maximum = maximum
         self.adaptive = adaptive
+        self.auto = adaptive  # asked for auto (``adaptive`` turns off once the rate gate rules)
         self._limit = float(min(start, maximum) if adaptive else maximum)
         self.peak = int(self._limit)
         self._in_flight = 0
@@ -76,8 +77,10 @@ class ConcurrencyLimit:
 
     def describe(self) -> str:
         """Return the limit as the run's summary shows it."""
-        if not self.adaptive:
+        if not self.auto:
             return f"fixed {self.maximum}"
+        if not self.adaptive:
+            return f"auto: {self.limit}, the bound (rate-limit headers: the rate gate rules)"
         return f"auto: final {self.limit}, peak {self.peak} (bound {self.maximum}, {self.overloads} overload answers)"
 
     @contextlib.asynccontextmanager
