@@ -180,3 +180,35 @@ def test_an_endpoint_is_taken_for_self_hosted_only_once_it_answered_without_head
     assert gate.answers_without_headers
     gate.observe({"x-ratelimit-limit-requests": "500", "x-ratelimit-remaining-requests": "499"})
     assert not gate.answers_without_headers
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        ([], (True, DEFAULT_CONCURRENCY, True, None, None)),
+        (["--concurrency", "auto"], (True, DEFAULT_CONCURRENCY, True, None, None)),
+        (["--concurrency", "12", "--no-rate-limits"], (False, 12, False, None, None)),
+        (["--judge-rpm", "60", "--judge-tpm", "30000"], (True, DEFAULT_CONCURRENCY, True, 60, 30_000)),
+    ],
+)
+def test_the_cli_flags_reach_the_params(flags: list[str], expected: tuple[Any, ...]) -> None:
+    import argparse
+
+    from vqa_distill.cli.teacher import add_generate_arguments, params_from_args
+
+    parser = argparse.ArgumentParser()
+    add_generate_arguments(parser)
+    params = params_from_args(parser.parse_args(["--images", "i", "--out", "o", "--prompt", "p", *flags]))
+    got = (params.concurrency_auto, params.concurrency, params.rate_limits, params.judge_rpm, params.judge_tpm)
+    assert got == expected
+
+
+def test_concurrency_takes_a_number_or_auto() -> None:
+    import argparse
+
+    from vqa_distill.cli.teacher import add_generate_arguments
+
+    parser = argparse.ArgumentParser()
+    add_generate_arguments(parser)
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--concurrency", "many"])
