@@ -14,9 +14,10 @@ started gave Prefect's "Failed to reach API" as a traceback.
 does not answer, what Prefect says about the lost server stays off the terminal; once it has not
 answered for ``GONE_AFTER_S``, the process stops waiting for it (``_Outage``): Prefect's client
 makes each call once instead of retrying it for a minute. A server that answers again undoes both.
-The work itself goes on: answers keep going to the ledger, and the command ends soon after the work. When the run ends, or fails, with the server still gone, the watch says
-in one line which server went away and what is saved, and drops the events and logs Prefect still
-holds for that server, so the exit waits for the one delivery attempt in flight at most.
+The work itself goes on: answers keep going to the ledger, and the command ends soon after it.
+When the run ends, or fails, with the server still gone, the watch says in one line which server
+went away and what is saved, and drops the events and logs Prefect still holds for that server, so
+the exit waits for the one delivery attempt in flight at most.
 """
 
 from __future__ import annotations
@@ -152,6 +153,7 @@ class _Outage:
         self.raise_exceptions = logging.raiseExceptions
         self.quiet = _PrefectQuiet()
         self.lock = threading.Lock()
+        self.away = False  # whether anything below is changed now
 
     def quiet_log_worker(self) -> None:
         logging.raiseExceptions = False
@@ -162,6 +164,7 @@ class _Outage:
     def down(self) -> None:
         with self.lock:
             self.quiet.install()
+            self.away = True
 
     def gone(self) -> None:
         self.down()
@@ -170,8 +173,10 @@ class _Outage:
 
     def back(self) -> None:
         with self.lock:
-            self.settings.client.max_retries = self.retries
-            self.quiet.remove()
+            if self.away:
+                self.settings.client.max_retries = self.retries
+                self.quiet.remove()
+                self.away = False
 
 
 def drop_undelivered() -> int:

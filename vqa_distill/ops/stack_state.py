@@ -82,10 +82,9 @@ class Launch:
             if not held:
                 launch.env[key] = value
                 continue
-            template = value.replace(secrets[held[0]], PASSWORD_SLOT)
-            if len(held) > 1 or PASSWORD_SLOT in value:
+            if len(held) > 1:  # a template has one slot
                 raise FatalRunError(f"cannot record the setting {key}: it holds more than one of the stack's secrets")
-            launch.secret_env[key] = SecretUrl(template, held[0])
+            launch.secret_env[key] = SecretUrl(value.replace(secrets[held[0]], PASSWORD_SLOT), held[0])
         return launch
 
     def environment(self, home: Path, base: Mapping[str, str] = os.environ) -> dict[str, str]:
