@@ -68,7 +68,7 @@ async def ask_all(
                 stopped.append(exc)  # a spent quota or a refused key: no other request can succeed
                 raise
             except Exception as exc:  # the task recorded why in the ledger; the UI shows it too
-                outcome.failures.append(failure_of(request, ledger, exc, flow_run_id))
+                outcome.failures.append(await failure_of(request, ledger, exc, flow_run_id))
                 tally.record("failed")
                 tally.advance()
             else:
@@ -114,13 +114,13 @@ async def file_answer(
     return False
 
 
-def failure_of(
+async def failure_of(
     request: TeacherRequest, ledger: Ledger, error: BaseException, flow_run_id: str | None, kind: str = KIND_ANSWER
 ) -> TeacherRecord:
     """Return the failure the task recorded, or one made from the error when the task died first (or the
     ledger cannot be read now: a database outage must not end the other requests' fan-out)."""
     try:
-        failed = ledger.get(request.key)
+        failed = await ledger.get_async(request.key)
     except LedgerUnavailable:
         failed = None
     if failed is not None and failed.status == STATUS_FAILED:

@@ -8,8 +8,6 @@ and a ledger that cannot be read now does not stop the ask: the content key stil
 
 from __future__ import annotations
 
-import asyncio
-
 from vqa_distill.errors import LedgerUnavailable, PermanentTeacherError
 from vqa_distill.teacher.endpoint.request import TeacherRequest
 from vqa_distill.teacher.ledger.records import DONE_STATUSES, STATUS_SUBMITTED, Ledger, TeacherRecord
@@ -22,7 +20,7 @@ async def answered_since_planned(ledger: Ledger, request: TeacherRequest) -> Tea
     (``collect`` records it), and asking online too would pay twice.
     """
     try:
-        held = await asyncio.to_thread(ledger.get, request.key)
+        held = await ledger.get_async(request.key)
     except LedgerUnavailable:
         return None
     if held is None:

@@ -11,6 +11,7 @@ kept in the run folder's spool until it can (``outage.py``, ``spool.py``).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -251,6 +252,10 @@ class Ledger:
         """Return the record of one key, if any."""
         found = list(self._records_where(RECORDS.c.key == key))  # read to the end: the connection goes back
         return found[0] if found else None
+
+    async def get_async(self, key: str) -> TeacherRecord | None:
+        """Return the record of one key, read in a worker thread: a database read must not stall the loop."""
+        return await asyncio.to_thread(self.get, key)
 
     def in_batch(self, batch_id: str) -> list[TeacherRecord]:
         """Return the records a Batch API batch carries (submitted) or answered."""

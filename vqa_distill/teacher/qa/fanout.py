@@ -74,7 +74,7 @@ async def ask_in_stages(
             try:
                 answered = await start()
             except Exception as exc:  # the task recorded why in the ledger; the UI shows it too
-                outcome.failures.append(failure_of(request, ledger, exc, flow_run_id, kind))
+                outcome.failures.append(await failure_of(request, ledger, exc, flow_run_id, kind))
                 tally.record("failed")
                 return None
         record = TeacherRecord(**answered)
