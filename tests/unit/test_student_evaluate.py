@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from vqa_distill.student.evaluate import EvalRow, degenerate_reason, score, write_eval_rows
+from vqa_distill.student.evaluate import EvalRow, score, write_eval_rows
+from vqa_distill.student.metrics import degenerate_reason
 from vqa_distill.student.report import eval_markdown
 from vqa_distill.student.training import EVAL_DIR, EVAL_PREDICTIONS, EVAL_ROWS, read_evaluation
 

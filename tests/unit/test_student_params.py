@@ -15,7 +15,8 @@ from vqa_distill.cli.student import add_train_arguments, params_from_args
 from vqa_distill.errors import ModelNotFoundError
 from vqa_distill.student.argv import export_argv, sft_argv, sft_env, single_device_env
 from vqa_distill.student.device import CPU, DeviceInfo, choose_dtype
-from vqa_distill.student.evaluate import eval_row, rouge_l_many
+from vqa_distill.student.evaluate import eval_row
+from vqa_distill.student.metrics import rouge_l_many
 from vqa_distill.student.model_resolve import ResolvedModel, hub_types, resolve_model
 from vqa_distill.student.params import TrainParams
 from vqa_distill.student.pixels import (

@@ -1,8 +1,8 @@
 """Score the student against the teacher on validation rows: ROUGE-L between answers, beside the base model.
 
 The predictions come from ``infer_worker`` (ms-swift inference in a child process); everything here is
-plain data in, plain data out. ROUGE-L's stock tokenizer keeps only ``[a-z0-9]`` and so scores every
-Chinese answer 0; ours splits CJK text into characters and everything else into words.
+plain data in, plain data out; the measures themselves (ROUGE-L on mixed-script tokens, what makes an
+answer degenerate) live in ``metrics``.
 
 A score of 0 can mean "wrong answers" or "no answers at all": an untrained model often emits only
 newlines, or one token over and over. Such answers are flagged as degenerate, per row and in warning
@@ -12,16 +12,15 @@ lines, so that a table of zeros is read as "this comparison says nothing" rather
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import fmean
 from typing import Any
 
-_TOKEN = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]|[^\W_]+", re.UNICODE)
+from vqa_distill.student.metrics import degenerate_reason, rouge_l_many
+
 TABLE_TEXT_CHARS = 200  # answers are cut to this length in the artifact table
-MIN_REPEATS = 3  # a text that is one unit at least this many times over is "repeated"
 
 
 @dataclass(frozen=True)
@@ -115,49 +114,6 @@ class EvalReport:
                 entry["base_degenerate"] = base_degenerate[index] or ""
             table.append(entry)
         return table
-
-
-def degenerate_reason(answer: str) -> str | None:
-    """Why ``answer`` is no answer at all: "empty", "whitespace", "no words" or "repeated"; None when it is one.
-
-    "repeated" is one unit over and over, whitespace aside: one word ("the the the"), one symbol
-    ("....") or one token's text ("<|unused_7|><|unused_7|>..."), a cut-off last repeat included.
-    """
-    if not answer:
-        return "empty"
-    if not answer.strip():
-        return "whitespace"
-    words = MixedScriptTokenizer().tokenize(answer)
-    if len(words) >= MIN_REPEATS and len(set(words)) == 1:
-        return "repeated"
-    if _period(answer) is not None:
-        return "repeated"
-    return None if words else "no words"
-
-
-def _period(text: str) -> int | None:
-    """The shortest unit that ``text`` (whitespace removed) repeats at least MIN_REPEATS times, or None."""
-    compact = "".join(text.split())
-    for size in range(1, len(compact) // MIN_REPEATS + 1):
-        if compact[size:] == compact[:-size]:
-            return size
-    return None
-
-
-class MixedScriptTokenizer:
-    """Lower-cased words, with each CJK character a token of its own (rouge_score's tokenizer protocol)."""
-
-    def tokenize(self, text: str) -> list[str]:
-        """Split ``text`` into ROUGE tokens."""
-        return _TOKEN.findall(text.lower())
-
-
-def rouge_l_many(predictions: Sequence[str], references: Sequence[str]) -> list[float]:
-    """ROUGE-L F1 per pair."""
-    from rouge_score import rouge_scorer
-
-    scorer = rouge_scorer.RougeScorer(["rougeL"], tokenizer=MixedScriptTokenizer())
-    return [float(scorer.score(ref, pred)["rougeL"].fmeasure) for pred, ref in zip(predictions, references, strict=True)]
 
 
 def eval_rows_from_files(paths: Iterable[Path], *, system: str, limit: int) -> list[EvalRow]:
