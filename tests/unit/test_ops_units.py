@@ -22,7 +22,9 @@ from vqa_distill.student.handoff import StudentOptions
 from vqa_distill.teacher.ledger.records import Ledger, TeacherRecord
 from vqa_distill.teacher.prefect_runs.failed import file_of, keys_to_retry, reason_of
 
-DEPLOYMENTS = {"pipeline", "nightly-refresh", "train", "retry-failed", "generate", "collect-batches", "teacher-shard"}
+DEPLOYMENTS = {
+    "pipeline", "nightly-refresh", "train", "evaluate", "retry-failed", "generate", "collect-batches", "teacher-shard"
+}  # fmt: skip
 
 
 def prefect_yaml() -> dict[str, Any]:
@@ -34,10 +36,11 @@ def test_prefect_yaml_declares_the_deployments_on_their_pools() -> None:
     deployments = {d["name"]: d for d in prefect_yaml()["deployments"]}
     assert set(deployments) == DEPLOYMENTS
     pools = {name: d["work_pool"]["name"] for name, d in deployments.items()}
-    assert pools == {"pipeline": CPU_POOL, "nightly-refresh": CPU_POOL, "train": GPU_POOL,
+    assert pools == {"pipeline": CPU_POOL, "nightly-refresh": CPU_POOL, "train": GPU_POOL, "evaluate": GPU_POOL,
                      "retry-failed": CPU_POOL, "generate": CPU_POOL, "collect-batches": CPU_POOL, "teacher-shard": CPU_POOL}  # fmt: skip
     train = deployments["train"]
     assert "gpu" in train["tags"] and train["concurrency_limit"]["limit"] == 1
+    assert "gpu" in deployments["evaluate"]["tags"]
     [schedule] = deployments["nightly-refresh"]["schedules"]
     assert schedule["cron"] and schedule["timezone"] and schedule["active"]
     [collect] = deployments["collect-batches"]["schedules"]
@@ -101,7 +104,9 @@ def test_job_templates_request_nvidia_gpus() -> None:
     assert container["resources"]["limits"]["nvidia.com/gpu"] == "{{ gpu_count }}"
     assert k8s["variables"]["properties"]["gpu_count"]["default"] == 1
     for template in (docker, k8s):  # every placeholder is a declared variable (the server checks this too)
-        placeholders = set(__import__("re").findall(r"\{\{ *(\w+) *\}\}", json.dumps(template["job_configuration"])))
+        placeholders = set(
+            __import__("re").findall(r"\{\{ *(\w+) *\}\}", json.dumps(template["job_configuration"]))
+        )
         assert placeholders <= set(template["variables"]["properties"])
 
 
@@ -112,14 +117,18 @@ def test_deploy_command_line() -> None:
     assert deploy_argv(PREFECT_FILE, ["train"])[-2:] == ["--name", "train"]
 
 
-def test_student_options_take_the_teacher_dataset_with_absolute_paths(tmp_path: Path, monkeypatch: Any) -> None:
+def test_student_options_take_the_teacher_dataset_with_absolute_paths(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
     monkeypatch.chdir(tmp_path)
     options = StudentOptions(model_id_or_path="m", cuda_devices="cpu")
     params = options.for_dataset("run/train.jsonl", "run/val.jsonl", "run")
     assert params.dataset == [str(tmp_path / "run" / "train.jsonl")]
     assert params.val_dataset == [str(tmp_path / "run" / "val.jsonl")]
     assert params.output_dir == str(tmp_path / "run" / "checkpoints")
-    own = StudentOptions(model_id_or_path="m", dataset=["/d.jsonl"], output_dir="/ck").for_dataset("t", None, "r")
+    own = StudentOptions(model_id_or_path="m", dataset=["/d.jsonl"], output_dir="/ck").for_dataset(
+        "t", None, "r"
+    )
     assert (own.dataset, own.val_dataset, own.output_dir) == (["/d.jsonl"], [], "/ck")
 
 
@@ -167,7 +176,9 @@ def _record(key: str, status: str, image: str, run: str) -> TeacherRecord:
 def test_keys_to_retry_are_the_runs_still_failed_requests(tmp_path: Path) -> None:
     with Ledger(tmp_path) as ledger:
         ledger.record(_record("a", "failed", "a.png", "run-1"))
-        ledger.record(_record("b", "failed", "b.png", "run-2"))  # failed in run-1, then again in a later retry
+        ledger.record(
+            _record("b", "failed", "b.png", "run-2")
+        )  # failed in run-1, then again in a later retry
         ledger.record(_record("c", "answered", "c.png", "run-1"))
         ledger.record(_record("d", "failed", "d.png", "run-3"))  # another run's failure
     assert keys_to_retry(tmp_path, "run-1", ["a.png", "b.png"]) == ["a", "b"]

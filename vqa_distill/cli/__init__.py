@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "vqa_distill.cli.offline_teacher",
     "vqa_distill.cli.student",
     "vqa_distill.cli.ops",
+    "vqa_distill.cli.evaluate",
     "vqa_distill.cli.demo",
 )
 

@@ -46,13 +46,21 @@ def register(subparsers: Any) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--images", default=str(REPO_DATA / "images"), help="image folder (default: the samples)")
-    parser.add_argument("--prompt-file", default=str(REPO_DATA / "demo_prompts.txt"),
-                        help="prompts, one per line (default: one question whose answer a tiny model can learn)")
+    parser.add_argument(
+        "--images", default=str(REPO_DATA / "images"), help="image folder (default: the samples)"
+    )
+    parser.add_argument(
+        "--prompt-file",
+        default=str(REPO_DATA / "demo_prompts.txt"),
+        help="prompts, one per line (default: one question whose answer a tiny model can learn)",
+    )
     parser.add_argument("--out", default=str(REPO_DATA / "runs" / "demo"), help="run folder")
-    parser.add_argument("--model-dir", default=str(REPO_DATA / "models" / "tiny-qwen2.5-vl-demo"),
-                        help=f"tiny student model folder (built when missing: hidden {DEMO_HIDDEN}, "
-                             f"{DEMO_LAYERS} layers, up to {DEMO_MERGES} BPE merges)")
+    parser.add_argument(
+        "--model-dir",
+        default=str(REPO_DATA / "models" / "tiny-qwen2.5-vl-demo"),
+        help=f"tiny student model folder (built when missing: hidden {DEMO_HIDDEN}, "
+        f"{DEMO_LAYERS} layers, up to {DEMO_MERGES} BPE merges)",
+    )
     parser.add_argument("--latency", type=float, default=0.2, help="offline teacher latency per answer (s)")
     parser.add_argument("--max-steps", type=int, default=DEMO_STEPS, help="training steps on the CPU")
     parser.add_argument("--no-train", action="store_true", help="stop after the dataset")
@@ -82,37 +90,83 @@ def run_demo(args: argparse.Namespace) -> int:
     with running_teacher_server(latency_s=args.latency) as server:
         print(f"offline teacher at {server.base_url}", flush=True)
         teacher = TeacherParams(
-            images=args.images, out=args.out, prompt_file=args.prompt_file, base_url=server.base_url,
-            model="gpt-4o-mini", val_ratio=0.25, retry_delay=0.2,
-            rpm=6000, tpm=10_000_000,  # the offline teacher has no limits; GPT-4o-mini's would pace 12 images
+            images=args.images,
+            out=args.out,
+            prompt_file=args.prompt_file,
+            base_url=server.base_url,
+            model="gpt-4o-mini",
+            val_ratio=0.25,
+            retry_delay=0.2,
+            rpm=6000,
+            tpm=10_000_000,  # the offline teacher has no limits; GPT-4o-mini's would pace 12 images
         )
         # Full tuning (every weight, the embedding included), one row a step, a short warm-up; only the
         # model is saved (no optimizer state: 160 MB the demo never resumes from).
         student = StudentOptions(
-            model_id_or_path=str(model_dir), cuda_devices="cpu", max_steps=args.max_steps, tuner="full",
-            learning_rate=DEMO_LEARNING_RATE, gradient_accumulation_steps=1, num_proc=1, max_length=1024,
-            logging_steps=5, eval_limit=3, eval_max_new_tokens=DEMO_ANSWER_TOKENS, max_pixels=DEMO_MAX_PIXELS,
+            model_id_or_path=str(model_dir),
+            cuda_devices="cpu",
+            max_steps=args.max_steps,
+            tuner="full",
+            learning_rate=DEMO_LEARNING_RATE,
+            gradient_accumulation_steps=1,
+            num_proc=1,
+            max_length=1024,
+            logging_steps=5,
+            eval_limit=3,
+            eval_max_new_tokens=DEMO_ANSWER_TOKENS,
+            max_pixels=DEMO_MAX_PIXELS,
             swift_args=["--warmup_ratio", "0.1", "--save_only_model", "true"],
         )
         run = run_flow(
             pipeline(teacher, student, train=not args.no_train, hand_off=HandOff(in_process=True),
                      return_state=True)
         )  # fmt: skip
-    result = run.result
-    if isinstance(result, BaseException):
-        print(f"error: {result}", file=sys.stderr)
-        return EXIT_FATAL
-    outcome = PipelineResult.model_validate(result)
+        result = run.result
+        if isinstance(result, BaseException):
+            print(f"error: {result}", file=sys.stderr)
+            return EXIT_FATAL
+        outcome = PipelineResult.model_validate(result)
+        judged = None
+        if outcome.training and outcome.training.checkpoint and outcome.teacher.dataset:
+            judged = judge_student(
+                outcome.training.checkpoint, outcome.teacher.dataset.val_path, server.base_url
+            )
     dataset = outcome.teacher.dataset
-    print(f"\nteacher: {outcome.teacher.answered_now} answered now, {outcome.teacher.already_answered} already "
-          f"answered, {outcome.teacher.failed} failed")
+    print(
+        f"\nteacher: {outcome.teacher.answered_now} answered now, {outcome.teacher.already_answered} already "
+        f"answered, {outcome.teacher.failed} failed"
+    )
     if dataset:
         print(f"dataset: {dataset.train_path} ({dataset.train_rows} rows), val {dataset.val_rows} rows")
     if outcome.training and outcome.training.checkpoint:
         print(f"student: {outcome.training.checkpoint}")
         print_scores(Path(outcome.training.checkpoint).parent)
+    if judged is not None:
+        print(judged)
     print(f"demo took {_minutes(time.monotonic() - started)}")
     return EXIT_SOME_FAILED if outcome.teacher.failed else EXIT_OK
+
+
+def judge_student(checkpoint: str, val_path: str | None, base_url: str) -> str | None:
+    """Run the ``evaluate`` flow on the held-out rows, the offline teacher judging; return its verdict line.
+
+    The offline teacher judges from what it measures in each picture, so the verdict is reproducible.
+    """
+    from flows.evaluate import evaluate
+    from vqa_distill.student.judged.params import EvalParams
+    from vqa_distill.student.judged.report import EvalOutcome
+
+    if val_path is None:
+        return None
+    params = EvalParams(
+        dataset=val_path, checkpoint=checkpoint, base_url=base_url, judge_model="gpt-4o-mini", rpm=6000,
+        tpm=10_000_000, cuda_devices="cpu", max_new_tokens=DEMO_ANSWER_TOKENS,
+    )  # fmt: skip
+    run = run_flow(evaluate(params, return_state=True))
+    if isinstance(run.result, BaseException):
+        return f"judged: no verdict ({run.result})"
+    outcome = run.result if isinstance(run.result, EvalOutcome) else EvalOutcome(**run.result)
+    return f"{outcome.headline}\njudged side by side: {outcome.html_path}"
 
 
 def print_scores(run_dir: Path) -> None:

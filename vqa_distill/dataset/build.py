@@ -26,6 +26,8 @@ from vqa_distill.teacher.params import DEFAULT_MAX_PIXELS
 TRAIN_FILE = "train.jsonl"
 VAL_FILE = "val.jsonl"
 STATS_FILE = "dataset_stats.json"
+META_SUFFIX = ".meta.jsonl"  # a split's row metadata: val.jsonl -> val.meta.jsonl
+KIND_PROMPT = "prompt"  # prompts mode: each row answers one of the user's prompts
 
 
 class DatasetReport(BaseModel):
@@ -48,6 +50,8 @@ class DatasetReport(BaseModel):
     review_preview: list[dict[str, Any]] = []  # the first rows of the review page's sample
     images_dir: str | None = None  # the copies the rows point at: each image as the teacher saw it
     images_copied: int = 0  # copies this build made; the others existed already (a rebuild makes none)
+    teacher_model: str | None = None  # who wrote the answers: an evaluation's default judge
+    teacher_base_url: str | None = None  # where it was asked (a URL's password masked)
 
 
 def answered_table(ledger: Ledger, keys: Iterable[str] | None = None) -> pd.DataFrame:
@@ -68,7 +72,17 @@ def answered_table(ledger: Ledger, keys: Iterable[str] | None = None) -> pd.Data
         for r in ledger.records(STATUS_ANSWERED)
         if r.kind == KIND_ANSWER and (wanted is None or r.key in wanted)
     ]
-    columns = ["key", "sha256", "image_path", "prompt", "system", "answer", "updated_at", "model", "max_pixels"]
+    columns = [
+        "key",
+        "sha256",
+        "image_path",
+        "prompt",
+        "system",
+        "answer",
+        "updated_at",
+        "model",
+        "max_pixels",
+    ]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -124,15 +138,39 @@ def split_by_image(table: pd.DataFrame, val_ratio: float, seed: int) -> tuple[pd
     return table[~in_val], table[in_val]
 
 
-def write_splits(out: Path, table: pd.DataFrame, val_ratio: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+def write_splits(
+    out: Path, table: pd.DataFrame, val_ratio: float, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split ``table`` (its ``row`` and ``sha256`` columns) by image and write train.jsonl (+ val.jsonl)."""
     train, val = split_by_image(table, val_ratio, seed)
-    atomic_write_lines(out / TRAIN_FILE, (dumps_row(row) for row in train["row"]))
+    _write_split(out / TRAIN_FILE, train)
     if val_ratio > 0:
-        atomic_write_lines(out / VAL_FILE, (dumps_row(row) for row in val["row"]))
+        _write_split(out / VAL_FILE, val)
     else:
         (out / VAL_FILE).unlink(missing_ok=True)
+        meta_file(out / VAL_FILE).unlink(missing_ok=True)
     return train, val
+
+
+def meta_file(split: Path) -> Path:
+    """The rows' metadata beside a split, line for line: ``val.jsonl`` -> ``val.meta.jsonl``.
+
+    ms-swift keeps only its own columns of a row, so what an evaluation breaks its verdicts down by
+    (the question's kind, the user's prompt, the image's sha256) lives in a file of its own.
+    """
+    return split.with_name(split.name.removesuffix(".jsonl") + META_SUFFIX)
+
+
+def _write_split(path: Path, split: pd.DataFrame) -> None:
+    """Write a split's rows, then their metadata (``meta`` column, else the prompt and sha256)."""
+    atomic_write_lines(path, (dumps_row(row) for row in split["row"]))
+    metas = split["meta"] if "meta" in split else [{} for _ in range(len(split))]
+    prompts = split["prompt"] if "prompt" in split else [None] * len(split)
+    lines = (
+        json.dumps({"kind": KIND_PROMPT, "prompt": prompt, "sha256": sha, **meta}, ensure_ascii=False)
+        for meta, prompt, sha in zip(metas, prompts, split["sha256"], strict=True)
+    )
+    atomic_write_lines(meta_file(path), lines)
 
 
 def attach_review(

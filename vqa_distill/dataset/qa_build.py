@@ -33,6 +33,7 @@ from vqa_distill.dataset.pictures import IMAGES_DIR, Copies, Source, make_copies
 from vqa_distill.dataset.review import ReviewEntry
 from vqa_distill.dataset.rows import make_conversation_row, make_row, row_problems
 from vqa_distill.dataset.similarity import AnswerIndex
+from vqa_distill.secrecy import mask
 from vqa_distill.teacher.ledger.records import STATUS_ANSWERED, STATUS_UNUSABLE, Ledger
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.qa.judge import Judgement, parse_judgement
@@ -93,7 +94,10 @@ def gate(candidate: Candidate, params: TeacherParams) -> None:
     item = candidate.item
     if item.repeats is not None:
         earlier, similarity = item.repeats
-        candidate.reason, candidate.detail = q.REASON_DUPLICATE_QUESTION, f"repeats #{earlier} (similarity {similarity})"
+        candidate.reason, candidate.detail = (
+            q.REASON_DUPLICATE_QUESTION,
+            f"repeats #{earlier} (similarity {similarity})",
+        )
         return
     record = item.answer
     if record is not None and record.status == STATUS_UNUSABLE:
@@ -118,7 +122,9 @@ def gate(candidate: Candidate, params: TeacherParams) -> None:
         candidate.detail = f"{verdict.score} < --min-score {params.min_score}: {verdict.reason}"
 
 
-def collect(states: list[UnitState], params: TeacherParams, report: q.QualityReport) -> tuple[list[Candidate], list[dict[str, Any]]]:
+def collect(
+    states: list[UnitState], params: TeacherParams, report: q.QualityReport
+) -> tuple[list[Candidate], list[dict[str, Any]]]:
     """Turn unit states into gated candidates; return them and the rejected question sets."""
     candidates: list[Candidate] = []
     lost_sets: list[dict[str, Any]] = []
@@ -186,9 +192,13 @@ def rows_of(kept: list[Candidate], params: TeacherParams, copies: Copies) -> pd.
             question = first.item.question.text
             row = make_row(image_path=picture, prompt=question, answer=first.answer, system=params.system)
         problem = copies.problems.get(source)
-        records.append({"sha256": first.unit.sha256, "image_path": first.unit.image_path, "row": row,
+        meta = {
+            "kind": group[-1].item.question.kind,
+            "prompt": first.unit.prompt,
+        }  # a conversation's last turn
+        records.append({"sha256": first.unit.sha256, "image_path": first.unit.image_path, "row": row, "meta": meta,
                         "problems": row_problems(row) + ([problem] if problem else [])})  # fmt: skip
-    return pd.DataFrame(records, columns=["sha256", "image_path", "row", "problems"])
+    return pd.DataFrame(records, columns=["sha256", "image_path", "row", "meta", "problems"])
 
 
 def build_qa_dataset(ledger: Ledger, units: list[QAUnit], params: TeacherParams) -> DatasetReport:
@@ -223,7 +233,9 @@ def build_qa_dataset(ledger: Ledger, units: list[QAUnit], params: TeacherParams)
         dropped_duplicates=report.rejected.get(q.REASON_DUPLICATE_ANSWER, 0),
         answer_words_mean=round(float(words.mean()), 1),
         answer_words_max=int(words.max()),
-        invalid_reasons=[f"{p}: {'; '.join(r)}" for p, r in zip(invalid["image_path"], invalid["problems"], strict=True)],
+        invalid_reasons=[
+            f"{p}: {'; '.join(r)}" for p, r in zip(invalid["image_path"], invalid["problems"], strict=True)
+        ],
         quality=report,
         rejected_path=str(rejected_path.resolve()),
         images_dir=str((out / IMAGES_DIR).resolve()),
@@ -236,9 +248,24 @@ def build_qa_dataset(ledger: Ledger, units: list[QAUnit], params: TeacherParams)
 
 
 def build_run_dataset(ledger: Ledger, plan: RunPlan, params: TeacherParams) -> DatasetReport:
-    """Build a generate run's dataset: through the quality gates in questions mode, else one row per prompt."""
+    """Build a generate run's dataset: through the quality gates in questions mode, else one row per prompt.
+
+    The report names the teacher (model and endpoint) so that an evaluation of the dataset can ask
+    the same model to judge by default.
+    """
     if plan.staged is not None:
-        return build_qa_dataset(ledger, plan.staged.units, params)
-    return build_dataset(
-        ledger, params.out, keys=plan.keys, val_ratio=params.val_ratio, seed=params.seed, review=params.review
+        report = build_qa_dataset(ledger, plan.staged.units, params)
+    else:
+        report = build_dataset(
+            ledger,
+            params.out,
+            keys=plan.keys,
+            val_ratio=params.val_ratio,
+            seed=params.seed,
+            review=params.review,
+        )
+    base_url = mask(params.base_url, urls=[params.base_url]) if params.base_url else None
+    return write_stats(
+        Path(params.out),
+        report.model_copy(update={"teacher_model": params.model, "teacher_base_url": base_url}),
     )

@@ -2,7 +2,10 @@
 
 Run as ``python -m vqa_distill.student.infer_worker SPEC.json``. One process for the base model and
 the student keeps the import cost (seconds) paid once, and its exit frees the GPU memory, as for
-training. The spec is written by ``training.evaluate``; see ``InferSpec``.
+training. The spec is written by ``training.evaluate`` and ``judged.inference``; see ``InferSpec``.
+``infer_backend`` picks ms-swift's engine: ``transformers`` anywhere, ``vllm`` on a CUDA GPU with
+vLLM installed (one adapter at most, as ms-swift's VllmEngine takes); both answer the whole batch
+of rows in one ``infer`` call, greedily.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ class InferSpec:
     max_new_tokens: int
     max_batch_size: int = 4
     max_pixels: int | None = None  # the training run's budget: answer about images seen as in training
+    infer_backend: str = "transformers"  # or "vllm"
 
     def dump(self, path: Path) -> Path:
         """Write the spec as JSON for the worker's command line."""
@@ -60,23 +64,18 @@ def worker_argv(spec_path: Path) -> list[str]:
 def run(spec: InferSpec) -> None:
     """Answer every row with every model; appends ``{"model", "index", "response"}`` lines to ``spec.out``."""
     import torch
-    from swift import InferRequest, RequestConfig, TransformersEngine
+    from swift import InferRequest, RequestConfig
 
-    rows = [json.loads(line) for line in Path(spec.rows).read_text(encoding="utf-8").splitlines() if line.strip()]
+    rows = [
+        json.loads(line) for line in Path(spec.rows).read_text(encoding="utf-8").splitlines() if line.strip()
+    ]
     requests = [InferRequest(messages=row["messages"], images=row["images"]) for row in rows]
     config = RequestConfig(max_tokens=spec.max_new_tokens, temperature=0.0)
     out = Path(spec.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:
         for entry in spec.models:
-            engine = TransformersEngine(
-                entry.model,
-                adapters=entry.adapters or None,
-                model_type=entry.model_type,
-                template_type=entry.template,
-                torch_dtype=getattr(torch, spec.torch_dtype),
-                max_batch_size=spec.max_batch_size,
-            )
+            engine = _engine(entry, spec, getattr(torch, spec.torch_dtype))
             if spec.max_pixels is not None:
                 engine.template.max_pixels = spec.max_pixels
             responses: list[Any] = engine.infer(requests, config, use_tqdm=False)
@@ -89,6 +88,19 @@ def run(spec: InferSpec) -> None:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+def _engine(entry: InferModel, spec: InferSpec, torch_dtype: Any) -> Any:
+    """ms-swift's engine for one model: TransformersEngine (batched), or VllmEngine with LoRA enabled for an adapter."""
+    common = {"adapters": entry.adapters or None, "model_type": entry.model_type, "template_type": entry.template,
+              "torch_dtype": torch_dtype}  # fmt: skip
+    if spec.infer_backend == "vllm":
+        from swift import VllmEngine
+
+        return VllmEngine(entry.model, **common, limit_mm_per_prompt={"image": 1}, max_lora_rank=64)
+    from swift import TransformersEngine
+
+    return TransformersEngine(entry.model, **common, max_batch_size=spec.max_batch_size)
 
 
 def main(argv: list[str] | None = None) -> int:
