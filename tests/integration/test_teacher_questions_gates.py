@@ -39,7 +39,11 @@ def test_refusals_duplicates_and_low_scores_are_left_out_with_reasons(
     qa_images(tmp_path / "images", 7, prefix="gate")
     make_image(tmp_path / "images" / "gate_07.png", (250, 250, 250), (48, 64))  # a second boilerplate picture
     teacher.set_faults(FAULTS)
-    params = qa_params(tmp_path / "images", tmp_path / "out", teacher.base_url, judge_model="gpt-4o", min_score=3)
+    # The boilerplate names nothing of its picture, so the judge grades it 2: --min-score 2 lets it through to
+    # the duplicate-answer gate, while the low_score fault's 1s are still left out.
+    params = qa_params(
+        tmp_path / "images", tmp_path / "out", teacher.base_url, judge_model="gpt-4o", min_score=2
+    )
     outcome = run_generate_flow(params, show_progress=False)
     assert outcome.summary is not None and outcome.summary.failed == 0
 
@@ -51,7 +55,7 @@ def test_refusals_duplicates_and_low_scores_are_left_out_with_reasons(
     by_reason = {line["reason"]: line for line in rejected}
     assert by_reason["refusal"]["image"].endswith("gate_02.png") and "sorry" in by_reason["refusal"]["detail"]
     assert by_reason["duplicate question"]["detail"].startswith("repeats #1")
-    assert by_reason["low score"]["score"] == 1 and "< --min-score 3" in by_reason["low score"]["detail"]
+    assert by_reason["low score"]["score"] == 1 and "< --min-score 2" in by_reason["low score"]["detail"]
     assert by_reason["duplicate answer"]["detail"].startswith("same as")
     rows = read_jsonl_lines(tmp_path / "out" / "train.jsonl")
     assert len(rows) == 2 * 3 + 1 + 1  # two clean images, the repeated list's first question, one boilerplate
@@ -71,6 +75,7 @@ def test_refusals_duplicates_and_low_scores_are_left_out_with_reasons(
     assert count_of(quality, "left out: duplicate answer") == 5
     assert count_of(quality, "left out: low score") == 3
     assert count_of(quality, "1") == 3  # the score histogram: three rows scored 1
+    assert count_of(quality, "2") == 6  # the two boilerplate pictures' answers
     assert sum(count_of(quality, str(score)) or 0 for score in range(1, 6)) == 19
     assert "review.html" in artifacts["teacher-review"]
     page = (tmp_path / "out" / "review.html").read_text(encoding="utf-8")

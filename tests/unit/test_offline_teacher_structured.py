@@ -147,7 +147,12 @@ def test_judge_scores_are_deterministic_and_faults_lower_them() -> None:
         return instance_of(schema, combined(*(make(red, f"Question: q\n\nAnswer: {answer}", fault) for make in FILLERS)))
 
     assert judged("The tile is red.") == judged("The tile is red.")
-    assert judged("The tile is red.")["score"] == 5 and judged("It is answered.")["score"] == 4
+    # Graded by the picture's facts named (colour, size, ...) and those got wrong (another colour).
+    assert judged("The 64x48 tile is red.")["score"] == 5 and judged("The tile is red.")["score"] == 4
+    assert judged("The tile is red with blue spots.")["score"] == 3  # a fact and a wrong one
+    assert judged("It is answered.")["score"] == 2
+    assert judged("The tile is blue.")["score"] == 1 and judged("  ")["score"] == 1
+    assert "names 1 of its facts (main colour red) and gets 0 wrong" in judged("The tile is red.")["reason"]
     assert judged("The tile is red.", "low_score")["score"] == 1
     assert judged("x", "imageless")["needs_image"] is False and judged("x")["needs_image"] is True
 

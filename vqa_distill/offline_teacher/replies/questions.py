@@ -4,9 +4,10 @@ Questions come from a bank of templates filled with what ``answers.measure`` fin
 colours, brightness, contrast, texture, brightest quarter, size), ordered by a seed of the image and the
 request, so they are deterministic, tied to the image and distinct. When such a question comes back
 with the same image, it is recognised and answered from the same measurements, always mentioning the
-picture's size and what the question is about. Scores are deterministic too. Faults can make the list
-repeat itself (``duplicate_questions``) or the judge score low (``low_score``) or say the question
-needs no image (``imageless``).
+picture's size and what the question is about. The judge's scores and comparisons are deterministic too
+(``pairwise`` reads an answer against the picture). Faults can make the list repeat itself
+(``duplicate_questions``) or the judge score low (``low_score``) or say the question needs no image
+(``imageless``).
 """
 
 from __future__ import annotations
@@ -17,11 +18,18 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from vqa_distill.offline_teacher.replies.answers import ImageFeatures, describe
+from vqa_distill.offline_teacher.replies.pairwise import (
+    GRADE_EMPTY,
+    GRADE_FULL,
+    describe_reading,
+    grade,
+    pairwise_filler,
+    read_answer,
+)
 from vqa_distill.offline_teacher.replies.structured import NOTHING, Filler, Path, array_length, instance_of
 
 KIND_ORDER = ("conversation", "detail", "reasoning")
 DEFAULT_QUESTIONS = 3  # when neither the schema nor the prompt says how many
-SCORE_WITH_DETAIL, SCORE_WITHOUT = 5, 4  # the judge's score when the answer names the picture's colour, or not
 _COUNT_IN_TEXT = re.compile(r"\b(\d{1,2})\s+(?:distinct\s+)?questions\b", re.IGNORECASE)
 # Rewordings that make a repeated question (the duplicate_questions fault): near-duplicates, not copies.
 REPEATS = ("{q}", "{q_lower}", "{q_bare}, exactly?", "So, {q_lower}", "{q_bare} here?", "Tell me: {q_lower}")
@@ -182,26 +190,23 @@ def question_filler(features: ImageFeatures, request_text: str, fault_kind: str 
 
 
 def judge_filler(features: ImageFeatures, request_text: str, fault_kind: str | None) -> Filler:
-    """Fill any object with an integer ``score``: deterministic, lowest allowed under ``low_score``."""
-    words = _words(features)
+    """Fill any object with an integer ``score``: the answer's ``pairwise.grade``, or the lowest (low_score)."""
     answer = request_text.rsplit("Answer:", 1)[-1]  # the answer being judged, when the prompt labels it
-    names_detail = re.search(rf"\b{re.escape(words['colour'])}\b", answer, re.IGNORECASE) is not None
+    reading = read_answer(features, answer)
 
     def fill(path: Path, node: dict[str, Any]) -> Any:
         properties = node.get("properties", {})
         if node.get("type") != "object" or properties.get("score", {}).get("type") != "integer":
             return NOTHING
         verdict = instance_of({**node, "properties": {k: v for k, v in properties.items() if k != "score"}})
-        low, high = properties["score"].get("minimum", 1), properties["score"].get("maximum", SCORE_WITH_DETAIL)
-        score = SCORE_WITH_DETAIL if names_detail else SCORE_WITHOUT
-        verdict["score"] = low if fault_kind == "low_score" else max(low, min(high, score))
+        bounds = properties["score"]
+        low, high = bounds.get("minimum", GRADE_EMPTY), bounds.get("maximum", GRADE_FULL)
+        verdict["score"] = low if fault_kind == "low_score" else max(low, min(high, grade(reading)))
         if "needs_image" in properties:
             verdict["needs_image"] = fault_kind != "imageless"
         if "reason" in properties:
-            verdict["reason"] = (
-                f"The answer matches the {words['size']} picture's measurements"
-                + (f" and names its {words['colour']} colour." if names_detail else ".")
-            )
+            size = f"{features.width}x{features.height}"
+            verdict["reason"] = f"Against the {size} picture, the answer {describe_reading(reading)}."
         return verdict
 
     return fill
@@ -221,4 +226,4 @@ def combined(*fillers: Filler) -> Filler:
 
 
 FillerFactory = Callable[[ImageFeatures, str, str | None], Filler]
-FILLERS: tuple[FillerFactory, ...] = (question_filler, judge_filler)
+FILLERS: tuple[FillerFactory, ...] = (question_filler, judge_filler, pairwise_filler)

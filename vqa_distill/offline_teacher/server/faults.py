@@ -76,7 +76,7 @@ class RequestView:
     system: str
     fingerprints: tuple[str, ...] = ()
     image_sizes: tuple[tuple[int, int], ...] = ()
-    purpose: str = "text"  # what the request asks for: text, questions, judge or json
+    purpose: str = "text"  # what the request asks for: text, questions, judge, compare or json
 
     @property
     def key(self) -> str:
