@@ -49,8 +49,10 @@ def run_eval(args: argparse.Namespace) -> int:
     from vqa_distill.cli.prefect_api import use_prefect_api
     from vqa_distill.errors import FatalRunError
     from vqa_distill.flow_state import run_flow
+    from vqa_distill.student.judged.setup import prepare_eval
 
     try:
+        prepare_eval(params)  # bad input is one plain line here, before a Prefect server or a flow run
         use_prefect_api()
     except FatalRunError as exc:
         print(f"error: {exc}", file=sys.stderr)

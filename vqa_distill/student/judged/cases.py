@@ -2,7 +2,8 @@
 
 Any ms-swift ``messages`` jsonl works; a run's ``val.jsonl`` also has a ``val.meta.jsonl`` beside it
 (line by line: the question kind, the user's prompt, the image's sha256), which the breakdown by
-kind and prompt reads. Without it every case is of kind ``unknown`` and its prompt is its question.
+kind and prompt reads. Without it every case is of kind ``unknown``, its prompt is its question, and
+its sha256 is the image file's (the judge's request keys hash it: two pictures never share a verdict).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from vqa_distill.dataset.build import meta_file
 from vqa_distill.errors import ConfigError
+from vqa_distill.teacher.images.discovery import file_sha256
 
 KIND_UNKNOWN = "unknown"  # a dataset without its meta file
 IMAGE_TAG = "<image>"
@@ -79,11 +81,19 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def _metas(dataset: Path) -> dict[int, dict[str, Any]]:
-    """Line number -> metadata, when the meta file has as many lines as the dataset (else none: it is stale)."""
+    """Line number -> metadata, when the meta file has as many lines as the dataset (else none: it is stale).
+
+    A meta file that is not JSON lines (cut short, edited by hand) is no better than a stale one: ignored.
+    """
     path = meta_file(dataset)
     if not path.is_file():
         return {}
-    metas = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        metas = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    except ValueError:
+        return {}
+    if not all(isinstance(meta, dict) for meta in metas):
+        return {}
     lines = dataset.read_text(encoding="utf-8").splitlines()
     numbers = [number for number, line in enumerate(lines, start=1) if line.strip()]
     return dict(zip(numbers, metas, strict=True)) if len(metas) == len(numbers) else {}
@@ -108,5 +118,11 @@ def _case(row: dict[str, Any], index: int, meta: dict[str, Any], system: str | N
         kind=str(meta.get("kind") or KIND_UNKNOWN),
         prompt=str(meta.get("prompt") or question),
         messages=prompt,
-        sha256=meta.get("sha256"),
+        sha256=meta.get("sha256") or _image_sha256(str(images[0])),
     )
+
+
+def _image_sha256(image: str) -> str | None:
+    """The picture's own hash, for rows without meta: a judge's request key must tell two pictures apart."""
+    path = Path(image)
+    return file_sha256(path) if path.is_file() else None

@@ -41,11 +41,16 @@ class TrainedWith:
 
     @classmethod
     def read(cls, checkpoint: Path) -> TrainedWith:
-        """Read ``checkpoint``'s args.json (or its run directory's); ConfigError when there is none."""
+        """Read ``checkpoint``'s args.json (or its run directory's); ConfigError when it is missing or unusable."""
         for folder in (checkpoint, checkpoint.parent):
             path = folder / ARGS_FILE
             if path.is_file():
-                args: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+                try:
+                    args: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+                except ValueError as exc:
+                    raise ConfigError(f"{path} is not JSON ({exc})") from None
+                if not isinstance(args, dict) or not args.get("model"):
+                    raise ConfigError(f"{path} names no model: is it ms-swift's args.json of a training run?")
                 tuner = args.get("tuner_type") or args.get("train_type") or "lora"
                 adapter = tuner != "full" and (checkpoint / "adapter_config.json").is_file()
                 return cls(

@@ -1,7 +1,7 @@
 """Everything an evaluation settles before it spends anything: the cases, the folders, the checkpoint, the judge.
 
-Bad input stops here, in one plain line: a missing dataset, a checkpoint without its args.json,
-neither a checkpoint nor an answers file. The judge's parameters are a ``TeacherParams``: its
+Bad input stops here, in one plain line: a missing dataset or answers file, a checkpoint without its
+args.json, neither a checkpoint nor an answers file. The judge's parameters are a ``TeacherParams``: its
 requests go through the same client, rate gate and ledger as the teacher's.
 """
 
@@ -41,6 +41,8 @@ def prepare_eval(params: EvalParams) -> EvalSetup:
     cases = load_cases(dataset, limit=params.limit, system=trained.system if trained else None)
     if not cases:
         raise ConfigError(f"{dataset} holds no row to judge (one image, ending with the teacher's answer)")
+    if params.answers_file is not None and not Path(params.answers_file).expanduser().is_file():
+        raise ConfigError(f"no answers file at {params.answers_file}")
     out = Path(params.out).expanduser() if params.out else default_out(params)
     teacher_model, teacher_url = teacher_of(dataset)
     judge = TeacherParams(
