@@ -23,7 +23,7 @@ from vqa_distill.teacher.ledger.records import Ledger, TeacherRecord
 from vqa_distill.teacher.prefect_runs.failed import file_of, keys_to_retry, reason_of
 
 DEPLOYMENTS = {
-    "pipeline", "nightly-refresh", "train", "evaluate", "retry-failed", "generate", "collect-batches", "teacher-shard"
+    "pipeline", "nightly-refresh", "train", "evaluate", "distill-loop", "retry-failed", "generate", "collect-batches", "teacher-shard"
 }  # fmt: skip
 
 
@@ -36,7 +36,7 @@ def test_prefect_yaml_declares_the_deployments_on_their_pools() -> None:
     deployments = {d["name"]: d for d in prefect_yaml()["deployments"]}
     assert set(deployments) == DEPLOYMENTS
     pools = {name: d["work_pool"]["name"] for name, d in deployments.items()}
-    assert pools == {"pipeline": CPU_POOL, "nightly-refresh": CPU_POOL, "train": GPU_POOL, "evaluate": GPU_POOL,
+    assert pools == {"pipeline": CPU_POOL, "nightly-refresh": CPU_POOL, "train": GPU_POOL, "evaluate": GPU_POOL, "distill-loop": GPU_POOL,
                      "retry-failed": CPU_POOL, "generate": CPU_POOL, "collect-batches": CPU_POOL, "teacher-shard": CPU_POOL}  # fmt: skip
     train = deployments["train"]
     assert "gpu" in train["tags"] and train["concurrency_limit"]["limit"] == 1
@@ -65,7 +65,8 @@ def _leaves(schema: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 @pytest.mark.parametrize("entrypoint", ["flows.pipeline:pipeline", "flows.nightly:nightly_refresh",
                                         "flows.retry_failed:retry_failed", "flows.batch_collect:collect_batches",
-                                        "flows.batch_submit:submit_batches"])  # fmt: skip
+                                        "flows.batch_submit:submit_batches", "flows.evaluate:evaluate",
+                                        "flows.distill:distill_loop"])  # fmt: skip
 def test_every_parameter_has_a_description_for_the_ui_form(entrypoint: str) -> None:
     import importlib
 

@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "vqa_distill.cli.student",
     "vqa_distill.cli.ops",
     "vqa_distill.cli.evaluate",
+    "vqa_distill.cli.distill",
     "vqa_distill.cli.demo",
 )
 

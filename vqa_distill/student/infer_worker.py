@@ -41,6 +41,7 @@ class InferSpec:
     max_batch_size: int = 4
     max_pixels: int | None = None  # the training run's budget: answer about images seen as in training
     infer_backend: str = "transformers"  # or "vllm"
+    logprobs: bool = False  # also write each answer's mean token log-probability (the student's confidence)
 
     def dump(self, path: Path) -> Path:
         """Write the spec as JSON for the worker's command line."""
@@ -70,7 +71,7 @@ def run(spec: InferSpec) -> None:
         json.loads(line) for line in Path(spec.rows).read_text(encoding="utf-8").splitlines() if line.strip()
     ]
     requests = [InferRequest(messages=row["messages"], images=row["images"]) for row in rows]
-    config = RequestConfig(max_tokens=spec.max_new_tokens, temperature=0.0)
+    config = RequestConfig(max_tokens=spec.max_new_tokens, temperature=0.0, logprobs=spec.logprobs)
     out = Path(spec.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", encoding="utf-8") as handle:
@@ -80,14 +81,24 @@ def run(spec: InferSpec) -> None:
                 engine.template.max_pixels = spec.max_pixels
             responses: list[Any] = engine.infer(requests, config, use_tqdm=False)
             for index, response in enumerate(responses):
-                text = response.choices[0].message.content or ""
-                handle.write(json.dumps({"model": entry.name, "index": index, "response": text}) + "\n")
+                choice = response.choices[0]
+                line: dict[str, Any] = {"model": entry.name, "index": index, "response": choice.message.content or ""}
+                if spec.logprobs:
+                    line["logprob"] = mean_logprob(choice.logprobs)
+                handle.write(json.dumps(line) + "\n")
             handle.flush()
             print(f"infer_worker: {entry.name} answered {len(responses)} row(s)", flush=True)
             del engine
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+def mean_logprob(logprobs: Any) -> float | None:
+    """The mean log-probability of an answer's tokens (None without any): lower means less sure."""
+    content = (logprobs or {}).get("content") or []
+    values = [float(token["logprob"]) for token in content if token.get("logprob") is not None]
+    return sum(values) / len(values) if values else None
 
 
 def _engine(entry: InferModel, spec: InferSpec, torch_dtype: Any) -> Any:

@@ -74,8 +74,12 @@ def answer_locally(
     trained: TrainedWith,
     *,
     on_line: LineSink | None = None,
+    logprobs: bool = False,
 ) -> dict[str, list[str]]:
-    """Answer every case with the student (and the base model); returns model name -> answers in case order."""
+    """Answer every case with the student (and the base model); returns model name -> answers in case order.
+
+    With ``logprobs`` each line of ``answers.jsonl`` also holds the answer's mean token log-probability.
+    """
     checkpoint = Path(params.checkpoint or "")
     device_ids = [] if params.cuda_devices == "cpu" else (params.cuda_devices or "0").split(",")
     device = probe_device(device_ids)
@@ -111,6 +115,7 @@ def answer_locally(
         max_batch_size=params.max_batch_size,
         max_pixels=params.max_pixels or trained.max_pixels,
         infer_backend=params.infer_backend,
+        logprobs=logprobs,
     )
     run_logged(
         worker_argv(spec.dump(out / "infer_spec.json")),

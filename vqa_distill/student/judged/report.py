@@ -107,6 +107,9 @@ class EvalOutcome:
     cases: int
     win_or_tie_vs_teacher: float | None
     win_or_tie_vs_base: float | None
+    teacher_low: float | None
+    teacher_high: float | None
+    rouge_l: float | None  # the student's mean ROUGE-L against the teacher
     degenerate: int
     json_path: str
     html_path: str
@@ -121,6 +124,9 @@ class EvalOutcome:
             cases=summary.cases,
             win_or_tie_vs_teacher=teacher.rate if teacher else None,
             win_or_tie_vs_base=base.rate if base else None,
+            teacher_low=teacher.low if teacher else None,
+            teacher_high=teacher.high if teacher else None,
+            rouge_l=summary.rouge_l.get("student"),
             degenerate=summary.degenerate.get("student", 0),
             json_path=str(files.json_path),
             html_path=str(files.html_path),

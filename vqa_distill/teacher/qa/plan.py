@@ -143,7 +143,11 @@ def plan_questions(
     images: list[ImageRef], prompts: list[str], params: TeacherParams, ledger: Ledger, only_keys: set[str] | None
 ) -> QAPlan:
     """Read every unit from the ledger; keep as jobs those with work left (and, with ``only_keys``, named)."""
-    units = units_of(images, prompts)
+    return plan_units(units_of(images, prompts), params, ledger, only_keys)
+
+
+def plan_units(units: list[QAUnit], params: TeacherParams, ledger: Ledger, only_keys: set[str] | None = None) -> QAPlan:
+    """Plan given units, each with its own prompt (the distil loop's targeted questions), like a run's."""
     jobs: list[UnitState] = []
     requests: list[TeacherRequest] = []
     done_keys = ledger.done_keys()
