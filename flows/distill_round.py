@@ -55,7 +55,8 @@ async def distill_round(params: DistillParams, number: int, out: str) -> RoundRe
     probe_rows = random.Random(params.seed + number).sample(rows, min(len(rows), params.probe_rows))
     probe = write_version(folder / PROBE_FILE, probe_rows)
     checkpoint = await train_round(params, train_file, folder, state.last.checkpoint if state.last else None)
-    held = await judge_round(params, checkpoint, loop_out / HOLDOUT_FILE, probe if params.probe_rows else None, folder)
+    probing = params.probe_rows > 0 and params.selection == "loop"  # the baseline targets nothing
+    held = await judge_round(params, checkpoint, loop_out / HOLDOUT_FILE, probe if probing else None, folder)
     return RoundRecord(
         round=number, spend_usd=spend.usd, requests=spend.requests, rows_added=dict(counts), train_rows=len(rows),
         checkpoint=checkpoint, dataset=str(train_file), cases=held.cases, degenerate=held.degenerate,

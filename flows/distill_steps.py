@@ -12,7 +12,7 @@ from flows.handoff import train_student
 from tasks.distill import student_doubts
 from vqa_distill.loop.doubt import most_doubted
 from vqa_distill.loop.params import DistillParams
-from vqa_distill.loop.plan import AskGroup, first_round, later_round
+from vqa_distill.loop.plan import AskGroup, first_round, later_round, random_round
 from vqa_distill.loop.state import HOLDOUT_FILE, LoopState, round_dir
 from vqa_distill.loop.targets import losses_of, targeted_units
 from vqa_distill.student.handoff import HandOff
@@ -39,11 +39,14 @@ def round_groups(params: DistillParams, state: LoopState, number: int, images: d
     """Round 0: held-out and seed. Later: targeted questions from the last round's losses, then doubted images."""
     if number == 0:
         return first_round(state.split.holdout, state.split.seed, images, params.teacher)
+    pool = sorted(sha for sha in state.split.pool if sha in images and sha not in state.asked_images())
+    if params.selection == "random":
+        return random_round(pool, images, params.teacher, count=params.targeted_items + params.doubt_images,
+                            seed=params.seed + number)  # fmt: skip
     last = round_dir(out, number - 1)
     lost = losses_of(last / PROBE_DIR / EVAL_JSON, held_out=False) + losses_of(last / EVAL_DIR / EVAL_JSON, held_out=True)
     training = [sha for sha in state.split.training() if sha in state.asked_images()]
     targeted = targeted_units(lost, images, sorted(training), limit=params.targeted_items, seed=params.seed + number)
-    pool = sorted(sha for sha in state.split.pool if sha in images and sha not in state.asked_images())
     doubted: list[str] = []
     if pool and params.doubt_images and state.last and state.last.checkpoint:
         prompt = params.teacher.all_prompts()[0]

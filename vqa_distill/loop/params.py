@@ -7,6 +7,8 @@ requests (questions and answers); the judge's calls are counted and reported apa
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from vqa_distill.student.handoff import StudentOptions
@@ -37,6 +39,11 @@ class DistillParams(BaseModel):
     targeted_questions: int = Field(default=2, ge=1, le=10, description="New questions per item the student lost.")
     targeted_items: int = Field(default=8, ge=0, description="Lost items turned into targeted questions per round, at most.")
     probe_rows: int = Field(default=12, ge=0, description="Training rows judged per round to find the student's mistakes.")
+    selection: Literal["loop", "random"] = Field(
+        default="loop",
+        description="loop: targeted questions and doubted images; random: as many random pool images instead "
+        "(the baseline the loop is measured against).",
+    )
     judge_model: str | None = Field(default=None, description="Judge model; default: the teacher's.")
     judge_rpm: int | None = Field(default=None, ge=1, description="Judge requests per minute (default: the teacher's).")
     judge_tpm: int | None = Field(default=None, ge=100, description="Judge tokens per minute (default: the teacher's).")

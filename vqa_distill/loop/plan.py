@@ -18,6 +18,7 @@ from vqa_distill.teacher.params import QuestionStyle, TeacherParams
 from vqa_distill.teacher.qa.questions import QAUnit
 
 REASON_HOLDOUT = "holdout"
+REASON_RANDOM = "random"
 ASKED_DIR = "asked"
 
 
@@ -67,3 +68,13 @@ def later_round(targeted: Sequence[TargetedUnit], doubted: Sequence[str], images
     units = image_units(doubted, images, teacher.all_prompts())
     groups.append(AskGroup(REASON_DOUBT, REASON_DOUBT, units, teacher.question_style, teacher.questions or 1))
     return groups
+
+
+def random_round(pool: Sequence[str], images: Mapping[str, ImageRef], teacher: TeacherParams, *, count: int,
+                 seed: int) -> list[AskGroup]:  # fmt: skip
+    """The baseline's later round: ``count`` pool images drawn at random, asked as round 0 asked its seed."""
+    import random
+
+    drawn = random.Random(seed).sample(sorted(pool), min(count, len(pool)))
+    units = image_units(drawn, images, teacher.all_prompts())
+    return [AskGroup(REASON_RANDOM, REASON_RANDOM, units, teacher.question_style, teacher.questions or 1)]
