@@ -15,6 +15,7 @@ from prefect.runtime import task_run
 
 from vqa_distill.student import training
 from vqa_distill.student.evaluate import EvalReport
+from vqa_distill.student.merge_check import MergeCheck
 from vqa_distill.student.params import TrainParams
 from vqa_distill.student.results import TrainSummary
 
@@ -36,25 +37,51 @@ def _forward(line: str) -> None:
         get_run_logger().info(line)
 
 
-@task(name="prepare-training", task_run_name=lambda: f"prepare-training[{_model_name()}]", cache_policy=NO_CACHE)
+@task(
+    name="prepare-training", task_run_name=lambda: f"prepare-training[{_model_name()}]", cache_policy=NO_CACHE
+)
 def prepare_training(params: TrainParams) -> training.Prepared:
     """Resolve the model, probe the device and check every row; refuses before any GPU time is spent."""
     return training.prepare(params, log=get_run_logger().info)
 
 
-@task(name="train-student", task_run_name=lambda: f"train[{_model_name()}]", tags=["gpu"], cache_policy=NO_CACHE)
+@task(
+    name="train-student", task_run_name=lambda: f"train[{_model_name()}]", tags=["gpu"], cache_policy=NO_CACHE
+)
 def train_student(prepared: training.Prepared) -> TrainSummary:
     """Fine-tune with ``swift sft``; returns the run's summary (checkpoint, losses, throughput)."""
     return training.train(prepared, on_line=_forward)
 
 
-@task(name="merge-adapter", task_run_name=lambda: f"merge[{_model_name()}]", tags=["gpu"], cache_policy=NO_CACHE)
+@task(
+    name="merge-adapter", task_run_name=lambda: f"merge[{_model_name()}]", tags=["gpu"], cache_policy=NO_CACHE
+)
 def merge_adapter(prepared: training.Prepared, summary: TrainSummary) -> str:
     """Merge the adapter into the base model with ``swift export``; returns the merged directory."""
     return training.merge(prepared, summary, on_line=_forward)
 
 
-@task(name="evaluate-student", task_run_name=lambda: f"evaluate[{_model_name()}]", tags=["gpu"], cache_policy=NO_CACHE)
+@task(
+    name="check-merge",
+    task_run_name=lambda: f"check-merge[{_model_name()}]",
+    tags=["gpu"],
+    cache_policy=NO_CACHE,
+)
+def check_merge(prepared: training.Prepared, summary: TrainSummary, merged: str) -> MergeCheck | None:
+    """Answer a few rows with the adapter and with the merged model; warn, naming the rows, when they differ."""
+    result = training.check_merge(prepared, summary, merged, on_line=_forward)
+    if result is not None:
+        logger = get_run_logger()
+        (logger.info if result.ok else logger.warning)(result.message())
+    return result
+
+
+@task(
+    name="evaluate-student",
+    task_run_name=lambda: f"evaluate[{_model_name()}]",
+    tags=["gpu"],
+    cache_policy=NO_CACHE,
+)
 def evaluate_student(prepared: training.Prepared, summary: TrainSummary) -> EvalReport | None:
     """Answer validation rows with the student and the base model; score both against the teacher."""
     return training.evaluate(prepared, summary, on_line=_forward)

@@ -31,7 +31,10 @@ class FirstRun:
 
 @pytest.fixture(scope="module")
 def first_run(
-    tmp_path_factory: pytest.TempPathFactory, tiny_model: Path, colour_dataset: dict[str, Path], prefect_api: None
+    tmp_path_factory: pytest.TempPathFactory,
+    tiny_model: Path,
+    colour_dataset: dict[str, Path],
+    prefect_api: None,
 ) -> FirstRun:
     """The flow with the original script's defaults, stopped after 2 optimizer steps (of 16 micro-batches)."""
     params = TrainParams(
@@ -47,10 +50,14 @@ def first_run(
     return FirstRun(params, Path(state.result()), str(state.state_details.flow_run_id))
 
 
-def test_flow_returns_the_adapter_and_the_original_flags_reach_swift(first_run: FirstRun, tiny_model: Path) -> None:
+def test_flow_returns_the_adapter_and_the_original_flags_reach_swift(
+    first_run: FirstRun, tiny_model: Path
+) -> None:
     checkpoint = first_run.checkpoint
     assert checkpoint.name == "checkpoint-2"
-    assert (checkpoint / "adapter_model.safetensors").is_file() and (checkpoint / "adapter_config.json").is_file()
+    assert (checkpoint / "adapter_model.safetensors").is_file() and (
+        checkpoint / "adapter_config.json"
+    ).is_file()
     run_dir = checkpoint.parent
     assert run_dir.parent == Path(first_run.params.output_dir)
     assert {"args.json", "logging.jsonl", "swift-sft.log", "loss.png", "val_dataset.jsonl"} <= {
@@ -84,7 +91,9 @@ def test_the_adapter_loads_with_plain_peft_and_generates(first_run: FirstRun, ti
     base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model, dtype=torch.float32)
     model = PeftModel.from_pretrained(base, str(first_run.checkpoint)).eval()
     processor = AutoProcessor.from_pretrained(tiny_model)
-    image_path = json.loads(Path(first_run.params.dataset[0]).read_text(encoding="utf-8").splitlines()[0])["images"][0]
+    image_path = json.loads(Path(first_run.params.dataset[0]).read_text(encoding="utf-8").splitlines()[0])[
+        "images"
+    ][0]
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": PROMPT}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True)
     inputs = processor(text=[text], images=[Image.open(image_path)], return_tensors="pt")
@@ -94,7 +103,10 @@ def test_the_adapter_loads_with_plain_peft_and_generates(first_run: FirstRun, ti
             untouched = model(**inputs).logits
         generated = model.generate(**inputs, max_new_tokens=4, do_sample=False)
     assert not torch.allclose(tuned, untouched), "training left the adapter at its zero initialisation"
-    assert generated.shape[1] == inputs["input_ids"].shape[1] + 4 or generated[0, -1].item() in (151643, 151645)
+    assert generated.shape[1] == inputs["input_ids"].shape[1] + 4 or generated[0, -1].item() in (
+        151643,
+        151645,
+    )
 
 
 def _artifacts(flow_run_id: str) -> dict[str, Any]:
@@ -116,9 +128,14 @@ def test_flow_publishes_loss_metrics_and_evaluation(first_run: FirstRun) -> None
     metrics = {row["metric"]: row["value"] for row in json.loads(artifacts[METRICS_KEY].data)}
     assert metrics["checkpoint"] == str(first_run.checkpoint)
     assert metrics["tuner"] == "lora" and metrics["device"] == "CPU" and metrics["global_step"] == "2"
+    assert metrics["drop share (bad rows / limit)"] == "0/8 (0.0 % / 5.0 %)"
+    assert "merge check" not in metrics  # nothing merged
     # The validation rows are the split ms-swift held out: 1 of 8 rows at --split_dataset_ratio 0.01.
     table = json.loads(artifacts[EVAL_KEY].data)
-    split = [json.loads(line) for line in (first_run.checkpoint.parent / "val_dataset.jsonl").read_text().splitlines()]
+    split = [
+        json.loads(line)
+        for line in (first_run.checkpoint.parent / "val_dataset.jsonl").read_text().splitlines()
+    ]
     assert len(table) == len(split) == int(metrics["eval_rows"]) == 1
     row = table[0]
     assert set(row) == {
@@ -171,7 +188,9 @@ def test_resume_continues_and_merge_writes_a_loadable_model(
             "eval_base": False,
         }
     )
-    checkpoint = Path(train(params))
+    state = train(params, return_state=True)
+    assert state.is_completed(), state.message
+    checkpoint = Path(state.result())
     assert checkpoint.name == "checkpoint-4" and checkpoint.parent != first_run.checkpoint.parent
     summary = read_summary(checkpoint.parent)
     assert summary.global_step == 4
@@ -188,8 +207,20 @@ def test_resume_continues_and_merge_writes_a_loadable_model(
 
     merged = Path(f"{checkpoint}-merged")
     assert (merged / "config.json").is_file()
+    # The merge check answered the 2 validation rows (of merge_check_rows 3) with the adapter, then the merged model.
+    checked = (
+        (checkpoint.parent / "merge-check" / "predictions.jsonl").read_text(encoding="utf-8").splitlines()
+    )
+    assert [json.loads(line)["model"] for line in checked] == ["adapter", "adapter", "merged", "merged"]
+    metrics = {
+        row["metric"]: row["value"]
+        for row in json.loads(_artifacts(str(state.state_details.flow_run_id))[METRICS_KEY].data)
+    }
+    assert metrics["merge check"] == "2/2 identical"  # float32 on the CPU: a faithful merge answers alike
     processor = AutoProcessor.from_pretrained(tiny_model)
-    inputs = processor(text=["<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"], return_tensors="pt")
+    inputs = processor(
+        text=["<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n"], return_tensors="pt"
+    )
     merged_model = Qwen2_5_VLForConditionalGeneration.from_pretrained(merged, dtype=torch.float32).eval()
     base = Qwen2_5_VLForConditionalGeneration.from_pretrained(tiny_model, dtype=torch.float32)
     adapted = PeftModel.from_pretrained(base, str(checkpoint)).eval()

@@ -76,7 +76,12 @@ def test_bad_rows_refuse_training_naming_file_and_line(tmp_path: Path, counter: 
     path, _ = bad_dataset(tmp_path)
     with pytest.raises(DatasetError) as refused:
         run_preflight(
-            [str(path)], [], max_length=MAX_LENGTH, count_tokens=counter, skip_bad_rows=False, clean_dir=tmp_path / "c"
+            [str(path)],
+            [],
+            max_length=MAX_LENGTH,
+            count_tokens=counter,
+            skip_bad_rows=False,
+            clean_dir=tmp_path / "c",
         )
     message = str(refused.value)
     assert "8 of 10 row(s) cannot be trained on" in message
@@ -91,7 +96,7 @@ def test_skip_bad_rows_trains_on_a_counted_clean_copy(tmp_path: Path, counter: T
     val = write_jsonl(tmp_path / "val.jsonl", colour_rows(tmp_path / "val-images", 2))
     result = run_preflight(
         [str(path)], [str(val)], max_length=MAX_LENGTH, count_tokens=counter, skip_bad_rows=True,
-        clean_dir=tmp_path / "clean",
+        clean_dir=tmp_path / "clean", max_drop_share=1.0,
     )  # fmt: skip
     assert result.dropped == 8
     assert result.val_dataset == [str(val)]  # a clean file is used as it is
@@ -133,7 +138,9 @@ def test_prepare_checks_before_training(tmp_path: Path, tiny_model: Path) -> Non
     with pytest.raises(DatasetError, match=r"train\.jsonl:4: image 0 cannot be decoded"):
         training.prepare(params)
     logged: list[str] = []
-    prepared = training.prepare(params.model_copy(update={"skip_bad_rows": True}), log=logged.append)
+    prepared = training.prepare(
+        params.model_copy(update={"skip_bad_rows": True, "max_drop_share": 0.7}), log=logged.append
+    )
     # No --max_pixels: the budget is chosen from --max_length (200 tokens an image), so the 1200×1200
     # image of line 8 is scaled down to fit and only the 7 rows with other faults are dropped.
     assert (prepared.total_rows, prepared.dropped_rows) == (10, 7)
@@ -159,7 +166,9 @@ def test_a_too_long_row_is_refused_naming_a_max_pixels_that_fits(tmp_path: Path,
     message = str(refused.value)
     assert "1 of 2 row(s) cannot be trained on" in message and f"{path}:2: " in message
     assert "Counted with max_pixels 2000000 (given)." in message
-    suggested = re.search(r"pass --max_pixels (\d+) \(their images then fit in --max_length 400\), or --skip-bad-rows", message)
+    suggested = re.search(
+        r"pass --max_pixels (\d+) \(their images then fit in --max_length 400\), or --skip-bad-rows", message
+    )
     assert suggested is not None, message
     value = int(suggested.group(1))
     assert value % 784 == 0
@@ -171,7 +180,9 @@ def test_a_too_long_row_is_refused_naming_a_max_pixels_that_fits(tmp_path: Path,
     assert report.ok and MAX_LENGTH - 60 < report.files[0].max_tokens <= MAX_LENGTH
 
 
-def test_rows_whose_text_alone_is_too_long_get_no_max_pixels_hint(tmp_path: Path, counter: TokenCounter) -> None:
+def test_rows_whose_text_alone_is_too_long_get_no_max_pixels_hint(
+    tmp_path: Path, counter: TokenCounter
+) -> None:
     (row,) = colour_rows(tmp_path / "images", 1)
     wordy = {**row, "messages": [row["messages"][0], {"role": "user", "content": "<image>" + "word " * 500},
                                   row["messages"][2]]}  # fmt: skip
@@ -185,4 +196,41 @@ def test_rows_whose_text_alone_is_too_long_get_no_max_pixels_hint(tmp_path: Path
     message = str(refused.value)
     assert "tokens > --max_length 400" in message
     assert "--max_pixels" not in message.splitlines()[-1]
-    assert message.endswith("Fix these rows, or pass --skip-bad-rows to drop them (they are counted).")
+    assert message.endswith(
+        "Fix these rows, or raise --max_length for them, or pass --skip-bad-rows with --max-drop-share 1 "
+        "to drop them (they are counted)."
+    )
+
+
+def test_prepare_refuses_when_more_than_max_drop_share_would_go(tmp_path: Path, tiny_model: Path) -> None:
+    rows: list[Any] = colour_rows(tmp_path / "images", 20)
+    large = tmp_path / "images" / "large.png"
+    Image.new("RGB", (1200, 1200), (10, 120, 200)).save(large)
+    rows.insert(5, {**rows[0], "images": [str(large)]})  # line 6: too long at max_pixels 2000000
+    rows.append({**rows[1], "images": []})  # line 22: a tag without its image
+    path = write_jsonl(tmp_path / "train.jsonl", rows)
+    params = TrainParams(
+        dataset=[str(path)], model_id_or_path=str(tiny_model), cuda_devices="cpu", max_length=MAX_LENGTH,
+        max_pixels=2_000_000, output_dir=str(tmp_path / "out"), skip_bad_rows=True,
+    )  # fmt: skip
+    share_line = (
+        f"preflight: 2 of 22 rows (9.1 %) would be dropped by ms-swift: 1 longer than max_length {MAX_LENGTH} "
+        "(truncation_strategy delete), 1 malformed"
+    )
+    with pytest.raises(DatasetError) as refused:
+        training.prepare(params, log=lambda _: None)
+    message = str(refused.value)
+    assert share_line in message.splitlines()
+    assert "That is more than --max-drop-share 0.05 (5.0 %): too much of the data would go." in message
+    assert f"{path}:6: " in message and f"{path}:22: 1 <image> tag(s) but 0 image(s)" in message
+    assert re.search(
+        r"pass --max_pixels \d+ .*, or --skip-bad-rows with --max-drop-share 0\.1 to drop them", message
+    )
+    assert not (tmp_path / "out").exists()  # nothing written, nothing trained
+
+    logged: list[str] = []
+    prepared = training.prepare(params.model_copy(update={"max_drop_share": 0.1}), log=logged.append)
+    assert (prepared.total_rows, prepared.dropped_rows, prepared.drop_share.rows) == (22, 2, 2)
+    (line,) = [entry for entry in logged if entry.startswith("preflight: 2 of 22")]
+    assert line.startswith(share_line + "; see ") and line.endswith("issues.txt")
+    assert Path(line.split("; see ")[1]).read_text(encoding="utf-8").count("\n") == 2

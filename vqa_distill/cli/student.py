@@ -26,6 +26,9 @@ tuners: lora (default) | qlora (4-bit base; CUDA + bitsandbytes) | dora | full.
 swift/self-cognition dataset (downloaded from the hub) into training.
 --max_pixels, when not given, is chosen from --max_length so that one image takes at most about half
 of it (2048 -> 802816 pixels for Qwen2/2.5-VL, 1048576 for Qwen3-VL); the preflight log says the value.
+--max-drop-share (default 0.05) refuses a run when more than that share of the rows is too long or
+malformed (ms-swift would drop them); below it, --skip-bad-rows drops them and says how many.
+With --merge, --merge-check-rows N (default 3) compares the merged model's answers with the adapter's.
 The checkpoint path is printed last. Exit codes: 0 trained; 3 refused or failed (bad rows, missing
 model, bad options, ms-swift error)."""
 
@@ -54,7 +57,10 @@ def register(subparsers: Any) -> None:
     )
     tiny.add_argument("--out", required=True, help="directory to write the model into")
     tiny.add_argument(
-        "--arch", choices=["qwen2_5_vl", "qwen2_vl", "qwen3_vl"], default="qwen2_5_vl", help="(default: qwen2_5_vl)"
+        "--arch",
+        choices=["qwen2_5_vl", "qwen2_vl", "qwen3_vl"],
+        default="qwen2_5_vl",
+        help="(default: qwen2_5_vl)",
     )
     tiny.add_argument("--seed", type=int, default=0, help="seed of the random weights (default: 0)")
     tiny.set_defaults(func=run_tiny_model)

@@ -42,7 +42,9 @@ class TrainParams(BaseModel):
     )
     data_seed: int = Field(default=42, description="Seed of the train/validation split.")
     max_length: int = Field(
-        default=2048, ge=16, description="Token limit per row, images included; longer rows are refused by the preflight."
+        default=2048,
+        ge=16,
+        description="Token limit per row, images included; longer rows are refused by the preflight.",
     )
     split_dataset_ratio: float = Field(
         default=0.01,
@@ -65,15 +67,24 @@ class TrainParams(BaseModel):
     )
     lora_rank: int = Field(default=8, ge=1, description="LoRA rank (lora, qlora, dora).")
     lora_alpha: int = Field(default=32, ge=1, description="LoRA alpha (lora, qlora, dora).")
-    learning_rate: float = Field(default=1e-4, gt=0.0, description="Peak learning rate (1e-5 is usual for full).")
-    per_device_train_batch_size: int = Field(default=1, ge=1, description="Training rows per device per step.")
-    per_device_eval_batch_size: int = Field(default=1, ge=1, description="Validation rows per device per step.")
-    gradient_accumulation_steps: int = Field(default=16, ge=1, description="Micro-batches per optimizer step.")
+    learning_rate: float = Field(
+        default=1e-4, gt=0.0, description="Peak learning rate (1e-5 is usual for full)."
+    )
+    per_device_train_batch_size: int = Field(
+        default=1, ge=1, description="Training rows per device per step."
+    )
+    per_device_eval_batch_size: int = Field(
+        default=1, ge=1, description="Validation rows per device per step."
+    )
+    gradient_accumulation_steps: int = Field(
+        default=16, ge=1, description="Micro-batches per optimizer step."
+    )
     num_train_epochs: float = Field(default=5.0, gt=0.0, description="Passes over the training rows.")
 
     # --- this project's additions ---
     val_dataset: list[str] = Field(
-        default_factory=list, description="Validation JSONL file(s); when given, no split is taken from dataset."
+        default_factory=list,
+        description="Validation JSONL file(s); when given, no split is taken from dataset.",
     )
     tuner: Tuner = Field(
         default="lora",
@@ -93,29 +104,57 @@ class TrainParams(BaseModel):
         "for Qwen3-VL). Raise max_length with it for bigger images.",
     )
     resume_from_checkpoint: str | None = Field(
-        default=None, description="A checkpoint-N directory of an earlier run: continue it, optimizer state included."
+        default=None,
+        description="A checkpoint-N directory of an earlier run: continue it, optimizer state included.",
     )
-    merge: bool = Field(default=False, description="After training, also write a merged model (ms-swift export).")
+    merge: bool = Field(
+        default=False, description="After training, also write a merged model (ms-swift export)."
+    )
+    merge_check_rows: int = Field(
+        default=3,
+        ge=0,
+        description="After merge, answer this many validation rows greedily with the adapter and with the merged "
+        "model and warn when their answers differ; 0 turns the check off.",
+    )
     skip_bad_rows: bool = Field(
-        default=False, description="Drop rows that fail the preflight (counted and reported) instead of refusing to train."
+        default=False,
+        description="Drop rows that fail the preflight (counted and reported) instead of refusing to train.",
     )
-    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps (overrides epochs).")
+    max_drop_share: float = Field(
+        default=0.05,
+        ge=0.0,
+        le=1.0,
+        description="Refuse to train when more than this share (0..1) of the rows would be lost to ms-swift "
+        "(longer than max_length, or malformed), even with skip_bad_rows; below it skip_bad_rows drops them.",
+    )
+    max_steps: int | None = Field(
+        default=None, ge=1, description="Stop after this many optimizer steps (overrides epochs)."
+    )
     logging_steps: int = Field(default=5, ge=1, description="Log loss every N optimizer steps.")
-    save_steps: int | None = Field(default=None, ge=1, description="Save a checkpoint every N steps (ms-swift's default: 500).")
-    torch_dtype: TorchDtype = Field(
-        default="auto", description="auto: bfloat16 on a GPU that supports it, else float16; float32 on the CPU."
+    save_steps: int | None = Field(
+        default=None, ge=1, description="Save a checkpoint every N steps (ms-swift's default: 500)."
     )
-    model_type: str | None = Field(default=None, description="Override the ms-swift model_type resolved from the model.")
+    torch_dtype: TorchDtype = Field(
+        default="auto",
+        description="auto: bfloat16 on a GPU that supports it, else float16; float32 on the CPU.",
+    )
+    model_type: str | None = Field(
+        default=None, description="Override the ms-swift model_type resolved from the model."
+    )
     template: str | None = Field(
-        default=None, description="Override the ms-swift template (e.g. qvq, mimo_vl) resolved from the model."
+        default=None,
+        description="Override the ms-swift template (e.g. qvq, mimo_vl) resolved from the model.",
     )
     eval_limit: int = Field(
-        default=100, ge=0, description="After training, score the student on up to N validation rows; 0 skips evaluation."
+        default=100,
+        ge=0,
+        description="After training, score the student on up to N validation rows; 0 skips evaluation.",
     )
     eval_base: bool = Field(default=True, description="Also score the untrained base model on the same rows.")
     eval_max_new_tokens: int = Field(default=256, ge=1, description="Answer length limit during evaluation.")
     swift_args: list[str] = Field(
-        default_factory=list, description="Extra flags appended verbatim to `swift sft` (e.g. --deepspeed zero2)."
+        default_factory=list,
+        description="Extra flags appended verbatim to `swift sft` (e.g. --deepspeed zero2).",
     )
 
     @field_validator("dataset", "val_dataset")

@@ -17,6 +17,7 @@ from typing import Any
 
 from vqa_distill.dataset.rows import dumps_row, row_format, row_problems
 from vqa_distill.errors import DatasetError
+from vqa_distill.student.drop_share import DEFAULT_MAX_DROP_SHARE, DropShare, SwiftDataFlags, refusal_text
 from vqa_distill.student.pixels import PixelBudget, fitting_max_pixels
 from vqa_distill.student.token_count import TokenCount, TokenCounter
 
@@ -111,7 +112,9 @@ def check_files(
     paths: Sequence[str], *, max_length: int, count_tokens: TokenCounter | None = None
 ) -> PreflightReport:
     """Check every row of every file; ``count_tokens`` None skips the length check (structure and images only)."""
-    return PreflightReport([check_file(path, max_length=max_length, count_tokens=count_tokens) for path in paths])
+    return PreflightReport(
+        [check_file(path, max_length=max_length, count_tokens=count_tokens) for path in paths]
+    )
 
 
 def check_file(path: str, *, max_length: int, count_tokens: TokenCounter | None = None) -> FileReport:
@@ -164,7 +167,9 @@ def _check_line(text: str, number: int, *, max_length: int, count_tokens: TokenC
     found = row_format(row)
     if found != EXPECTED_FORMAT:
         # ms-swift fixes one format per file and silently drops rows of any other.
-        return _LineResult([f"row is in {found!r} format, not {EXPECTED_FORMAT!r} (ms-swift would silently drop it)"])
+        return _LineResult(
+            [f"row is in {found!r} format, not {EXPECTED_FORMAT!r} (ms-swift would silently drop it)"]
+        )
     reasons = row_problems(row)
     images: list[Any] = []
     for index, image_path in enumerate(row.get("images") or []):
@@ -233,20 +238,6 @@ def max_pixels_hint(report: PreflightReport, *, max_length: int, pixels: PixelBu
     return hint
 
 
-def _refusal_hint(
-    report: PreflightReport, unreadable: list[RowIssue], max_length: int, pixels: PixelBudget | None
-) -> str:
-    """The lines after a refusal's list: the pixel budget used, then what would let training start."""
-    lines = [f"Counted with {pixels.describe()}."] if pixels is not None and report.too_long else []
-    if not unreadable:
-        fit = max_pixels_hint(report, max_length=max_length, pixels=pixels)
-        if fit:
-            lines.append(f"Fix these rows, or pass {fit}, or --skip-bad-rows to drop them (they are counted).")
-        else:
-            lines.append("Fix these rows, or pass --skip-bad-rows to drop them (they are counted).")
-    return "".join(f"\n{line}" for line in lines)
-
-
 def write_clean_copy(report: FileReport, out_path: Path) -> int:
     """Write only ``report``'s good lines to ``out_path``; returns the number of rows written."""
     good = set(report.good_lines)
@@ -262,12 +253,14 @@ def write_clean_copy(report: FileReport, out_path: Path) -> int:
 
 @dataclass(frozen=True)
 class PreflightResult:
-    """What training reads after the preflight: the files (or cleaned copies) and the report."""
+    """What training reads after the preflight: the files (or cleaned copies), the report, the share."""
 
     report: PreflightReport
     dataset: list[str]
     val_dataset: list[str]
     dropped: int
+    share: DropShare
+    issues_file: str = ""  # every issue, one a line, when rows were dropped
 
 
 def run_preflight(
@@ -279,17 +272,26 @@ def run_preflight(
     skip_bad_rows: bool,
     clean_dir: Path,
     pixels: PixelBudget | None = None,
+    max_drop_share: float = DEFAULT_MAX_DROP_SHARE,
+    flags: SwiftDataFlags | None = None,
 ) -> PreflightResult:
-    """Check all files; refuse with DatasetError on any bad row, or with ``skip_bad_rows`` write cleaned
-    copies under ``clean_dir`` and return them instead. ``pixels`` is the budget the rows were counted
-    with: a refusal says it, and for rows over ``max_length`` names a ``--max_pixels`` that would fit."""
+    """Check all files; refuse with DatasetError on any bad row, or with ``skip_bad_rows`` (and at most
+    ``max_drop_share`` of the rows bad) return cleaned copies written under ``clean_dir``. A refusal says
+    the ``pixels`` budget, a ``--max_pixels`` that fits, and what ms-swift (``flags``) would do instead."""
     paths = [*dataset, *val_dataset]
     report = check_files(paths, max_length=max_length, count_tokens=count_tokens)
+    too_long, flags = len(report.too_long), flags or SwiftDataFlags()
+    share = DropShare(report.total_rows, too_long, report.bad_rows - too_long, max_length, flags)
     if report.ok:
-        return PreflightResult(report, list(dataset), list(val_dataset), 0)
-    unreadable = [i for i in report.issues if i.line == 0]
-    if not skip_bad_rows or unreadable:
-        raise DatasetError(report.describe() + _refusal_hint(report, unreadable, max_length, pixels))
+        return PreflightResult(report, list(dataset), list(val_dataset), 0, share)
+    counted = f"Counted with {pixels.describe()}." if pixels is not None and report.too_long else ""
+    if any(issue.line == 0 for issue in report.issues):  # a file unread: no share, nothing to skip
+        raise DatasetError("\n".join(filter(None, [report.describe(), counted])))
+    if not skip_bad_rows or share.over(max_drop_share):
+        fit = max_pixels_hint(report, max_length=max_length, pixels=pixels)
+        raise DatasetError(
+            f"{report.describe()}\n{refusal_text(share, max_drop_share, fit=fit, counted=counted)}"
+        )
     cleaned: list[str] = []
     for index, file_report in enumerate(report.files):
         if not file_report.issues:
@@ -299,4 +301,8 @@ def run_preflight(
         if write_clean_copy(file_report, out) == 0:
             raise DatasetError(f"every row of {file_report.path} is bad:\n" + report.describe())
         cleaned.append(str(out))
-    return PreflightResult(report, cleaned[: len(dataset)], cleaned[len(dataset) :], report.bad_rows)
+    listed = clean_dir / "issues.txt"
+    listed.write_text("".join(f"{issue}\n" for issue in report.issues), encoding="utf-8")
+    return PreflightResult(
+        report, cleaned[: len(dataset)], cleaned[len(dataset) :], report.bad_rows, share, str(listed)
+    )

@@ -7,6 +7,7 @@ from typing import Any
 
 from vqa_distill.student.device import choose_dtype
 from vqa_distill.student.evaluate import EvalReport
+from vqa_distill.student.merge_check import MergeCheck
 from vqa_distill.student.plots import loss_curve_png, markdown_image, write_png
 from vqa_distill.student.results import TrainSummary
 from vqa_distill.student.training import Prepared
@@ -18,10 +19,15 @@ VISIBLE_WHITESPACE = str.maketrans({"\n": "\\n", "\r": "\\r", "\t": "\\t"})  # a
 
 
 def metrics_rows(
-    prepared: Prepared, summary: TrainSummary, evaluation: EvalReport | None, merged: str | None
+    prepared: Prepared,
+    summary: TrainSummary,
+    evaluation: EvalReport | None,
+    merged: str | None,
+    merge_check: MergeCheck | None = None,
 ) -> list[dict[str, Any]]:
     """The metrics table: one ``{"metric", "value"}`` row per figure worth a glance."""
     params = prepared.params
+    share = prepared.drop_share
     values: dict[str, Any] = {
         "model": prepared.model.model,
         "model_type / template": f"{prepared.model.model_type} / {prepared.model.template}",
@@ -30,11 +36,14 @@ def metrics_rows(
         "torch_dtype": choose_dtype(params.torch_dtype, prepared.device),
         "rows checked": prepared.total_rows,
         "rows dropped (--skip-bad-rows)": prepared.dropped_rows,
+        "drop share (bad rows / limit)": f"{share.rows}/{share.total} ({100 * share.share:.1f} % / {100 * params.max_drop_share:.1f} %)",
         "longest row (tokens)": prepared.max_tokens,
         "max_pixels": prepared.pixels.describe(),
         **summary.metrics(),
         "merged_model": merged,
     }
+    if merged is not None:
+        values["merge check"] = merge_check.verdict() if merge_check is not None else "off"
     if evaluation is not None:
         values.update(evaluation.summary())
     return [{"metric": key, "value": "" if value is None else str(value)} for key, value in values.items()]
@@ -44,7 +53,9 @@ def loss_markdown(summary: TrainSummary) -> tuple[str, Path]:
     """Draw the loss curve into the run directory; returns (markdown with the PNG inline, the PNG path)."""
     png = loss_curve_png(summary.loss_points, summary.eval_points, title=Path(summary.run_dir).name)
     path = write_png(png, Path(summary.run_dir) / LOSS_PNG)
-    return markdown_image(png, alt="loss curve", caption=f"`{path}` · checkpoint `{summary.checkpoint}`"), path
+    return markdown_image(
+        png, alt="loss curve", caption=f"`{path}` · checkpoint `{summary.checkpoint}`"
+    ), path
 
 
 def eval_markdown(evaluation: EvalReport | None) -> str:
@@ -69,7 +80,12 @@ def examples_markdown(evaluation: EvalReport, limit: int = EXAMPLES) -> str:
     with_base = evaluation.base is not None
     header = "| image | teacher | student |" + (" base |" if with_base else "")
     rule = "|---|---|---|" + ("---|" if with_base else "")
-    lines = [f"Side by side, {min(limit, len(evaluation.rows))} of {len(evaluation.rows)} row(s):", "", header, rule]
+    lines = [
+        f"Side by side, {min(limit, len(evaluation.rows))} of {len(evaluation.rows)} row(s):",
+        "",
+        header,
+        rule,
+    ]
     student_flags, base_flags = evaluation.student_degenerate, evaluation.base_degenerate
     for index, row in enumerate(evaluation.rows[:limit]):
         image = ", ".join(Path(p).name for p in row.images)

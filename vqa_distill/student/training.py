@@ -17,6 +17,7 @@ from vqa_distill.errors import ConfigError, FatalRunError
 from vqa_distill.student import argv as swift_argv
 from vqa_distill.student.child_process import list_run_dirs, new_run_dir, run_logged
 from vqa_distill.student.device import DeviceInfo, choose_dtype, probe_device
+from vqa_distill.student.drop_share import DropShare, SwiftDataFlags
 from vqa_distill.student.evaluate import (
     EvalReport,
     eval_rows_from_files,
@@ -26,6 +27,15 @@ from vqa_distill.student.evaluate import (
     write_eval_rows,
 )
 from vqa_distill.student.infer_worker import InferModel, InferSpec, worker_argv
+from vqa_distill.student.merge_check import (
+    ADAPTER,
+    MERGE_CHECK_DIR,
+    MERGED,
+    MergeCheck,
+    compare,
+    merge_check_spec,
+    pick_rows,
+)
 from vqa_distill.student.model_resolve import ResolvedModel, resolve_model
 from vqa_distill.student.params import TrainParams
 from vqa_distill.student.pixels import PixelBudget, choose_pixel_budget
@@ -58,6 +68,7 @@ class Prepared:
     dropped_rows: int
     max_tokens: int
     pixels: PixelBudget
+    drop_share: DropShare
 
 
 def prepare(params: TrainParams, *, log: LineSink = print) -> Prepared:
@@ -75,7 +86,9 @@ def prepare(params: TrainParams, *, log: LineSink = print) -> Prepared:
             raise ConfigError("QLoRA needs a CUDA GPU (bitsandbytes 4-bit); none is visible")
         if importlib.util.find_spec("bitsandbytes") is None:
             raise ConfigError("QLoRA needs the bitsandbytes package: pip install bitsandbytes")
-    log(f"model {model.model} (model_type {model.model_type}, template {model.template}) on {device.describe()}")
+    log(
+        f"model {model.model} (model_type {model.model_type}, template {model.template}) on {device.describe()}"
+    )
     pixels = choose_pixel_budget(
         params.max_pixels, model.model_type, params.max_length, min_pixels=_env_int("MIN_PIXELS")
     )
@@ -91,13 +104,18 @@ def prepare(params: TrainParams, *, log: LineSink = print) -> Prepared:
         skip_bad_rows=params.skip_bad_rows,
         clean_dir=Path(params.output_dir) / "preflight" / stamp,
         pixels=pixels,
+        max_drop_share=params.max_drop_share,
+        flags=SwiftDataFlags.from_args(params.swift_args),
     )
     report = result.report
     if result.dropped:
+        log(result.share.describe(see=result.issues_file))
         log(report.describe())
         log(f"--skip-bad-rows: dropped {result.dropped} of {report.total_rows} row(s); training on the rest")
     max_tokens = max((f.max_tokens for f in report.files), default=0)
-    log(f"preflight: {report.total_rows} row(s) checked, longest {max_tokens} tokens (limit {params.max_length})")
+    log(
+        f"preflight: {report.total_rows} row(s) checked, longest {max_tokens} tokens (limit {params.max_length})"
+    )
     return Prepared(
         params=params,
         model=model,
@@ -108,6 +126,7 @@ def prepare(params: TrainParams, *, log: LineSink = print) -> Prepared:
         dropped_rows=result.dropped,
         max_tokens=max_tokens,
         pixels=pixels,
+        drop_share=result.share,
     )
 
 
@@ -123,7 +142,9 @@ def _check_resume(checkpoint: str | None) -> None:
         return
     path = Path(checkpoint)
     if not (path / "trainer_state.json").is_file():
-        raise ConfigError(f"--resume_from_checkpoint {checkpoint!r} is not a checkpoint (no trainer_state.json)")
+        raise ConfigError(
+            f"--resume_from_checkpoint {checkpoint!r} is not a checkpoint (no trainer_state.json)"
+        )
 
 
 def train(prepared: Prepared, *, on_line: LineSink | None = None) -> TrainSummary:
@@ -155,7 +176,9 @@ def merge(prepared: Prepared, summary: TrainSummary, *, on_line: LineSink | None
     return merged
 
 
-def evaluate(prepared: Prepared, summary: TrainSummary, *, on_line: LineSink | None = None) -> EvalReport | None:
+def evaluate(
+    prepared: Prepared, summary: TrainSummary, *, on_line: LineSink | None = None
+) -> EvalReport | None:
     """Answer up to ``eval_limit`` validation rows with the student (and the base model) and score them.
 
     The rows are ``--val_dataset``, else the split ms-swift held out (its ``val_dataset.jsonl``).
@@ -163,8 +186,7 @@ def evaluate(prepared: Prepared, summary: TrainSummary, *, on_line: LineSink | N
     """
     params = prepared.params
     run_dir = Path(summary.run_dir)
-    split = run_dir / "val_dataset.jsonl"
-    files = [Path(p) for p in prepared.val_dataset] or ([split] if split.is_file() else [])
+    files = _val_files(prepared, run_dir)
     if params.eval_limit == 0 or not files:
         return None
     rows = eval_rows_from_files(files, system=params.system, limit=params.eval_limit)
@@ -191,6 +213,50 @@ def evaluate(prepared: Prepared, summary: TrainSummary, *, on_line: LineSink | N
     if len(answers.get("student", [])) != len(rows):
         raise FatalRunError(f"evaluation answered {len(answers.get('student', []))} of {len(rows)} rows")
     return score(rows, answers["student"], answers.get("base"))
+
+
+def check_merge(
+    prepared: Prepared, summary: TrainSummary, merged: str, *, on_line: LineSink | None = None
+) -> MergeCheck | None:
+    """Answer ``merge_check_rows`` validation rows (else training rows) greedily with base + adapter and
+    with the merged model, in one worker process, and compare; None when the check is off or has no rows."""
+    params = prepared.params
+    run_dir = Path(summary.run_dir)
+    files = _val_files(prepared, run_dir) or [Path(p) for p in prepared.dataset]
+    rows = pick_rows(files, system=params.system, limit=params.merge_check_rows)
+    if params.tuner == "full" or not rows:
+        return None  # full fine-tuning merges nothing
+    check_dir = run_dir / MERGE_CHECK_DIR
+    spec = merge_check_spec(
+        write_eval_rows(rows, check_dir / EVAL_ROWS),
+        check_dir / EVAL_PREDICTIONS,
+        base=prepared.model,
+        checkpoint=summary.checkpoint,
+        merged=merged,
+        torch_dtype=choose_dtype(params.torch_dtype, prepared.device),
+        max_new_tokens=params.eval_max_new_tokens,
+        max_pixels=params.max_pixels,
+    )
+    run_logged(
+        worker_argv(spec.dump(check_dir / "spec.json")),
+        log_path=check_dir / "infer.log",
+        env=swift_argv.single_device_env(prepared.device, params.device_ids),
+        on_line=on_line,
+        what="merge check inference",
+    )
+    answers = read_predictions(Path(spec.out))
+    adapter, merged_answers = answers.get(ADAPTER, []), answers.get(MERGED, [])
+    if len(adapter) != len(rows) or len(merged_answers) != len(rows):
+        raise FatalRunError(
+            f"merge check answered {len(adapter)} and {len(merged_answers)} of {len(rows)} rows"
+        )
+    return compare(rows, adapter, merged_answers)
+
+
+def _val_files(prepared: Prepared, run_dir: Path) -> list[Path]:
+    """The validation rows: ``--val_dataset``, else the split ms-swift held out (its ``val_dataset.jsonl``)."""
+    split = run_dir / "val_dataset.jsonl"
+    return [Path(p) for p in prepared.val_dataset] or ([split] if split.is_file() else [])
 
 
 def read_evaluation(run_dir: str | Path) -> EvalReport | None:
