@@ -8,68 +8,24 @@ asked. The run's artifacts: the summary table, the verdict with its chart, a lin
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
-from typing import Any
 
 from prefect import flow, get_run_logger
 from prefect.artifacts import acreate_link_artifact, acreate_markdown_artifact, acreate_table_artifact
-from prefect.runtime import flow_run
 
 from tasks.evaluate import answer_cases
-from tasks.judge import judge_answer, judge_pair
-from tasks.teacher import with_retries
+from tasks.judge import judge_all
 from vqa_distill.flow_state import fatal_errors_fail_the_run
 from vqa_distill.student.judged.assemble import assemble
 from vqa_distill.student.judged.inference import read_answers
 from vqa_distill.student.judged.params import EvalParams
-from vqa_distill.student.judged.plan import PAIR, JudgeCall, JudgePlan
 from vqa_distill.student.judged.plan import plan_judging as plan_calls
-from vqa_distill.student.judged.report import EvalOutcome, JudgeCounts, summary_markdown, write_report
+from vqa_distill.student.judged.report import EvalOutcome, summary_markdown, write_report
 from vqa_distill.student.judged.setup import prepare_eval
 from vqa_distill.student.judged.summary import summarize
-from vqa_distill.teacher.endpoint.check import check_endpoint
 from vqa_distill.teacher.ledger.records import Ledger
-from vqa_distill.teacher.ledger.tables import STATUS_ANSWERED, STATUS_UNUSABLE
-from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.run.resources import open_resources, registered
 
 SUMMARY_KEY, VERDICT_KEY, PAGE_KEY = "eval-summary", "eval-verdict", "eval-page"
-PAID = (STATUS_ANSWERED, STATUS_UNUSABLE)  # a paid answer is never asked again, usable or not
-
-
-async def judge_calls(
-    plan: JudgePlan, judge: TeacherParams, ledger: Ledger
-) -> tuple[list[dict[str, Any] | None], JudgeCounts]:
-    """Read what the ledger holds, ask the rest (endpoint checked once first); a call that failed is None."""
-    known = [await ledger.get_async(call.request.key) for call in plan.calls]
-    records: list[dict[str, Any] | None] = [
-        r.to_json() if r is not None and r.status in PAID else None for r in known
-    ]
-    missing = [i for i, record in enumerate(records) if record is None]
-    if missing:
-        resources = await open_resources(judge, ledger)
-        async with registered(flow_run.id, resources):
-            await check_endpoint(resources.client, judge.model)  # a wrong key or model stops here, once
-            pair, rubric = with_retries(judge_pair, judge), with_retries(judge_answer, judge)
-            in_flight = asyncio.Semaphore(judge.concurrency)
-
-            async def ask(call: JudgeCall) -> dict[str, Any] | None:
-                async with in_flight:
-                    try:
-                        return await (pair if call.what == PAIR else rubric)(call.request, label=call.label)
-                    except Exception:  # the ledger holds the failure; the verdict is left out, not guessed
-                        return None
-
-            for index, record in zip(
-                missing, await asyncio.gather(*(ask(plan.calls[i]) for i in missing)), strict=True
-            ):
-                records[index] = record if record is not None and record.get("status") in PAID else None
-    failed = sum(record is None for record in records)
-    counts = JudgeCounts(
-        len(plan.calls), len(plan.calls) - len(missing), len(missing), failed, len(plan.free_verdicts)
-    )
-    return records, counts
 
 
 @flow(name="evaluate", log_prints=False, validate_parameters=True)
@@ -96,7 +52,7 @@ async def evaluate(params: EvalParams) -> EvalOutcome:
         answers = answer_cases(setup, params)
     plan = plan_calls(setup.cases, answers, setup.judge, rubric=params.rubric)
     with Ledger(setup.out) as ledger:
-        records, counts = await judge_calls(plan, setup.judge, ledger)
+        records, counts = await judge_all(plan, setup.judge, ledger)
     results = assemble(setup.cases, answers, plan, records)
     summary = summarize(results)
     title = f"{Path(params.checkpoint or params.answers_file or '').name} judged by {setup.judge.model}"

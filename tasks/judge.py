@@ -7,16 +7,30 @@ from the UI pays no judge call twice.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any
 
 from prefect import task
+from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.context import TaskRunContext
+from prefect.runtime import flow_run
 
-from tasks.teacher import ask_and_record, retry_only_transient, run_label
+from tasks.teacher import ask_and_record, retry_only_transient, run_label, with_retries
+from vqa_distill.student.judged.plan import PAIR, JudgeCall, JudgePlan
+from vqa_distill.student.judged.report import JudgeCounts
+from vqa_distill.teacher.endpoint.check import check_endpoint
 from vqa_distill.teacher.endpoint.request import TeacherRequest
-from vqa_distill.teacher.ledger.records import KIND_JUDGE
+from vqa_distill.teacher.ledger.records import KIND_JUDGE, Ledger
+from vqa_distill.teacher.ledger.tables import STATUS_ANSWERED, STATUS_UNUSABLE
+from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.qa.judge import judge_record
 from vqa_distill.teacher.qa.pairwise import pairwise_record
+from vqa_distill.teacher.run.resources import open_resources, registered
+
+PAID = (STATUS_ANSWERED, STATUS_UNUSABLE)  # a paid answer is never asked again, usable or not
+PROGRESS_KEY = "judge-progress"
+PROGRESS_EVERY_S = 5.0  # the artifact moves a few times a minute, not once per call
 
 
 def judge_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
@@ -60,3 +74,69 @@ def pair_cache_key(context: TaskRunContext, parameters: dict[str, Any]) -> str:
 async def judge_pair(request: TeacherRequest, label: str | None = None) -> dict[str, Any]:
     """Ask the judge which of two answers about one image is better; record the verdict in the ledger."""
     return await ask_and_record(request, pairwise_record, KIND_JUDGE)
+
+
+class JudgeProgress:
+    """The judge calls' share done, as a progress artifact on the evaluate run (at most every few seconds)."""
+
+    def __init__(self, total: int):
+        self.total, self.done, self.shown_at = total, 0, 0.0
+        self.artifact_id: Any = None
+
+    async def start(self) -> None:
+        """Create the artifact at 0 %."""
+        self.artifact_id = await acreate_progress_artifact(
+            0.0, key=PROGRESS_KEY, description=f"{self.total} judge calls"
+        )
+
+    async def advance(self) -> None:
+        """Count one call done; move the artifact when it was last moved a while ago."""
+        self.done += 1
+        if time.monotonic() - self.shown_at >= PROGRESS_EVERY_S:
+            await self.finish()
+
+    async def finish(self) -> None:
+        """Show the share done now."""
+        self.shown_at = time.monotonic()
+        if self.artifact_id is not None:
+            await aupdate_progress_artifact(self.artifact_id, 100.0 * self.done / max(1, self.total))
+
+
+async def judge_all(
+    plan: JudgePlan, judge: TeacherParams, ledger: Ledger
+) -> tuple[list[dict[str, Any] | None], JudgeCounts]:
+    """Read what the ledger holds, ask the rest (endpoint checked once first); a call that failed is None."""
+    known = [await ledger.get_async(call.request.key) for call in plan.calls]
+    records: list[dict[str, Any] | None] = [
+        r.to_json() if r is not None and r.status in PAID else None for r in known
+    ]
+    missing = [i for i, record in enumerate(records) if record is None]
+    if missing:
+        resources = await open_resources(judge, ledger)
+        async with registered(flow_run.id, resources):
+            await check_endpoint(resources.client, judge.model)  # a wrong key or model stops here, once
+            pair, rubric = with_retries(judge_pair, judge), with_retries(judge_answer, judge)
+            in_flight = asyncio.Semaphore(judge.concurrency)
+
+            shown = JudgeProgress(len(missing))
+            await shown.start()
+
+            async def ask(call: JudgeCall) -> dict[str, Any] | None:
+                async with in_flight:
+                    try:
+                        return await (pair if call.what == PAIR else rubric)(call.request, label=call.label)
+                    except Exception:  # the ledger holds the failure; the verdict is left out, not guessed
+                        return None
+                    finally:
+                        await shown.advance()
+
+            for index, record in zip(
+                missing, await asyncio.gather(*(ask(plan.calls[i]) for i in missing)), strict=True
+            ):
+                records[index] = record if record is not None and record.get("status") in PAID else None
+            await shown.finish()
+    failed = sum(record is None for record in records)
+    counts = JudgeCounts(
+        len(plan.calls), len(plan.calls) - len(missing), len(missing), failed, len(plan.free_verdicts)
+    )
+    return records, counts

@@ -5,7 +5,10 @@ seconds) stands in for the student, and Prefect runs locally (a temporary server
 PREFECT_API_URL points at one). The point is to see every stage, artifact and file that a real run
 makes, in a few minutes on a 2-core CPU, before spending money or GPU hours, and to see the student
 learn: it is fully fine-tuned on 9 images until it answers the 3 held-out ones like the teacher
-does, and the run ends with its ROUGE-L beside the untrained base model's and the loss curve's ends.
+does, and the run ends with its ROUGE-L beside the untrained base model's and the loss curve's ends,
+then with the judged verdict: the ``evaluate`` flow, the offline teacher judging each held-out answer
+against the teacher's and the base model's in both orders (reproducible: it judges from what it
+measures in each picture).
 """
 
 from __future__ import annotations
