@@ -52,7 +52,9 @@ async def evaluate(params: EvalParams) -> EvalOutcome:
         answers = answer_cases(setup, params)
     plan = plan_calls(setup.cases, answers, setup.judge, rubric=params.rubric)
     with Ledger(setup.out) as ledger:
-        records, counts = await judge_all(plan, setup.judge, ledger)
+        records, counts = await judge_all(
+            plan, setup.judge, ledger, batch_wait_s=params.batch_wait_minutes * 60
+        )
     results = assemble(setup.cases, answers, plan, records)
     summary = summarize(results)
     title = f"{Path(params.checkpoint or params.answers_file or '').name} judged by {setup.judge.model}"

@@ -11,12 +11,13 @@ import asyncio
 import time
 from typing import Any
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import acreate_progress_artifact, aupdate_progress_artifact
 from prefect.context import TaskRunContext
 from prefect.runtime import flow_run
 
 from tasks.teacher import ask_and_record, retry_only_transient, run_label, with_retries
+from vqa_distill.student.judged.batched import judge_in_batches
 from vqa_distill.student.judged.plan import PAIR, JudgeCall, JudgePlan
 from vqa_distill.student.judged.report import JudgeCounts
 from vqa_distill.teacher.endpoint.check import check_endpoint
@@ -103,40 +104,56 @@ class JudgeProgress:
 
 
 async def judge_all(
-    plan: JudgePlan, judge: TeacherParams, ledger: Ledger
+    plan: JudgePlan, judge: TeacherParams, ledger: Ledger, *, batch_wait_s: float = 0.0
 ) -> tuple[list[dict[str, Any] | None], JudgeCounts]:
-    """Read what the ledger holds, ask the rest (endpoint checked once first); a call that failed is None."""
-    known = [await ledger.get_async(call.request.key) for call in plan.calls]
-    records: list[dict[str, Any] | None] = [
-        r.to_json() if r is not None and r.status in PAID else None for r in known
-    ]
+    """Read what the ledger holds, ask the rest online or as batches; a call without a paid answer is None."""
+    records = await paid_records(plan, ledger)
     missing = [i for i, record in enumerate(records) if record is None]
-    if missing:
-        resources = await open_resources(judge, ledger)
-        async with registered(flow_run.id, resources):
-            await check_endpoint(resources.client, judge.model)  # a wrong key or model stops here, once
-            pair, rubric = with_retries(judge_pair, judge), with_retries(judge_answer, judge)
-            in_flight = asyncio.Semaphore(judge.concurrency)
-
-            shown = JudgeProgress(len(missing))
-            await shown.start()
-
-            async def ask(call: JudgeCall) -> dict[str, Any] | None:
-                async with in_flight:
-                    try:
-                        return await (pair if call.what == PAIR else rubric)(call.request, label=call.label)
-                    except Exception:  # the ledger holds the failure; the verdict is left out, not guessed
-                        return None
-                    finally:
-                        await shown.advance()
-
-            for index, record in zip(
-                missing, await asyncio.gather(*(ask(plan.calls[i]) for i in missing)), strict=True
-            ):
-                records[index] = record if record is not None and record.get("status") in PAID else None
-            await shown.finish()
+    if missing and judge.batch:
+        requests = [plan.calls[i].request for i in missing]
+        _, still_open = await judge_in_batches(
+            requests, judge, ledger, flow_run_id=flow_run.id, wait_s=batch_wait_s
+        )
+        if still_open:
+            get_run_logger().warning(
+                "%d judge batch(es) still open: their verdicts are left out; rerun the evaluation to collect them",
+                still_open,
+            )
+        records = await paid_records(plan, ledger)
+    elif missing:
+        await ask_online([plan.calls[i] for i in missing], judge, ledger)
+        records = await paid_records(plan, ledger)
     failed = sum(record is None for record in records)
     counts = JudgeCounts(
         len(plan.calls), len(plan.calls) - len(missing), len(missing), failed, len(plan.free_verdicts)
     )
     return records, counts
+
+
+async def paid_records(plan: JudgePlan, ledger: Ledger) -> list[dict[str, Any] | None]:
+    """Each call's paid record (answered or unusable: never asked again), None where there is none yet."""
+    known = [await ledger.get_async(call.request.key) for call in plan.calls]
+    return [r.to_json() if r is not None and r.status in PAID else None for r in known]
+
+
+async def ask_online(calls: list[JudgeCall], judge: TeacherParams, ledger: Ledger) -> None:
+    """One judge task run per call under the judge's gate (endpoint checked once first); failures stay in the ledger."""
+    resources = await open_resources(judge, ledger)
+    async with registered(flow_run.id, resources):
+        await check_endpoint(resources.client, judge.model)  # a wrong key or model stops here, once
+        pair, rubric = with_retries(judge_pair, judge), with_retries(judge_answer, judge)
+        in_flight = asyncio.Semaphore(judge.concurrency)
+        shown = JudgeProgress(len(calls))
+        await shown.start()
+
+        async def ask(call: JudgeCall) -> None:
+            async with in_flight:
+                try:
+                    await (pair if call.what == PAIR else rubric)(call.request, label=call.label)
+                except Exception:  # the ledger holds the failure; the verdict is left out, not guessed
+                    pass
+                finally:
+                    await shown.advance()
+
+        await asyncio.gather(*(ask(call) for call in calls))
+        await shown.finish()

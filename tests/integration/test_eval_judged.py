@@ -94,3 +94,34 @@ def test_the_judge_ranks_right_above_wrong_in_both_orders_and_a_loop_costs_no_ca
     again = _evaluate(params)  # the same rows again: every verdict from the ledger, no call paid
     assert chat_requests(teacher.stats()) == [] and again["judge_calls"]["asked"] == 0
     assert again["summary"] == document["summary"]
+
+
+def test_batch_mode_sends_the_judge_calls_as_batches_and_a_rerun_submits_none(
+    tmp_path: Path, teacher: Any, api_key_env: str
+) -> None:
+    from vqa_distill.teacher.batch.book import BatchBook
+    from vqa_distill.teacher.ledger.records import Ledger
+    from vqa_distill.teacher.ledger.tables import STATUS_ANSWERED, STATUS_UNUSABLE
+
+    val = _dataset(tmp_path, teacher.base_url)
+    _answers(val, tmp_path / "answers.jsonl")
+    teacher.reset()
+    params = EvalParams(dataset=str(val), answers_file=str(tmp_path / "answers.jsonl"), out=str(tmp_path / "eval"),
+                        base_url=teacher.base_url, rpm=6000, tpm=10_000_000, batch=True, batch_wait_minutes=2)  # fmt: skip
+    document = _evaluate(params)
+    assert chat_requests(teacher.stats()) == []  # not one judge call went online
+    with Ledger(tmp_path / "eval") as ledger:
+        paid = list(ledger.records(STATUS_ANSWERED, STATUS_UNUSABLE))
+        with BatchBook(ledger) as book:
+            batches = [row.batch_id for row in book.rows() if row.batch_id]
+    assert paid and all(record.batch_id for record in paid)
+    # a right answer is the teacher's own: "A: x, B: x" reads the same in both orders, one request for two calls
+    assert document["judge_calls"]["asked"] >= len(paid) and document["judge_calls"]["failed"] == 0
+    cases = document["cases"]
+    assert all(c["verdicts"]["teacher"]["outcome"] == "loss" for c in cases[1::3])  # the wrong answers, as online
+
+    again = _evaluate(params)
+    assert again["judge_calls"]["asked"] == 0 and again["summary"] == document["summary"]
+    with Ledger(tmp_path / "eval") as ledger, BatchBook(ledger) as book:
+        assert [row.batch_id for row in book.rows() if row.batch_id] == batches  # nothing submitted the second time
+    assert batches

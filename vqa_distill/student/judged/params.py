@@ -60,6 +60,13 @@ class EvalParams(BaseModel):
     rpm: int = Field(default=DEFAULT_JUDGE_RPM, ge=1, description="Judge requests per minute allowed.")
     tpm: int = Field(default=DEFAULT_JUDGE_TPM, ge=100, description="Judge tokens per minute allowed.")
     concurrency: int = Field(default=16, ge=1, le=1024, description="Judge requests in flight at most.")
+    batch: bool = Field(
+        default=False,
+        description="Send the judge's calls through the Batch API (half the price; the evaluation waits for them).",
+    )
+    batch_wait_minutes: float = Field(
+        default=60.0, ge=0, description="With batch: how long to wait for the batches; rerun the evaluation to collect later."
+    )
     rubric: bool = Field(
         default=True, description="Also score each answer 1-5 with the rubric (one more call per answer)."
     )

@@ -54,6 +54,7 @@ def prepare_eval(params: EvalParams) -> EvalSetup:
         rpm=params.rpm,
         tpm=params.tpm,
         concurrency=params.concurrency,
+        batch=params.batch,
         temperature=0.0,  # the same pair should get the same verdict
         max_tokens=JUDGE_MAX_TOKENS,
     )

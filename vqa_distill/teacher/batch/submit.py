@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,16 +112,24 @@ async def submit_run(
     only_keys: set[str] | None = None,
     limits: BatchLimits | None = None,
     hooks: SubmitHooks | None = None,
+    requests: Sequence[TeacherRequest] | None = None,
 ) -> SubmitOutcome:
-    """Submit every request of ``params`` not answered and not in flight; return what was sent."""
+    """Submit every request of ``params`` not answered and not in flight; return what was sent.
+
+    ``requests``: submit these instead of the folder's plan (an evaluation's judge calls); the ledger
+    still leaves out what is answered or in flight, and the folder's params are not stored for collect.
+    """
     limits = limits or BatchLimits.from_env()
     hooks = hooks or SubmitHooks()
     out = Path(params.out)
     with BatchBook(ledger) as book:
         async with run_folder_lock(out, url=ledger.store.url):
             recovery = await recover_interrupted(book, client, params.base_url)
-            plan = plan_run(params, ledger, only_keys)
-            book.save_params(params.model_dump(mode="json"))
+            if requests is None:
+                plan = plan_run(params, ledger, only_keys)
+                book.save_params(params.model_dump(mode="json"))
+            else:
+                plan = plan_of_requests(requests, ledger)
             submission = uuid.uuid4().hex[:12]
             claim = _part_row(
                 params, submission, 1, 1, requests=len(plan.to_ask), size=0, flow_run_id=flow_run_id
@@ -161,6 +169,15 @@ async def submit_run(
         open_batches=open_batches,
         taken=taken,
     )
+
+
+def plan_of_requests(requests: Sequence[TeacherRequest], ledger: Ledger) -> RunPlan:
+    """A plan of given requests: those answered or in a batch already are not asked."""
+    done, flying = ledger.done_keys(), ledger.in_flight_keys()
+    to_ask = [r for r in requests if r.key not in done and r.key not in flying]
+    answered = sum(1 for r in requests if r.key in done)
+    return RunPlan(images=[], skipped=[], duplicate_files=[], requests=list(requests), to_ask=to_ask,
+                   already_answered=answered, in_flight=len(requests) - len(to_ask) - answered)  # fmt: skip
 
 
 async def _build(
