@@ -55,6 +55,9 @@ def test_the_judge_ranks_right_above_wrong_in_both_orders_and_a_loop_costs_no_ca
     val = _dataset(tmp_path, teacher.base_url)
     student = _answers(val, tmp_path / "answers.jsonl")
     assert len(student) >= 6
+    metas = read_jsonl(tmp_path / "run" / "val.meta.jsonl")  # line for line: what ms-swift's rows cannot hold
+    assert len(metas) == len(student)
+    assert all(Path(m["source"]).parent == tmp_path / "images" and m["kind"] and m["sha256"] for m in metas)
     teacher.reset()
     params = EvalParams(dataset=str(val), answers_file=str(tmp_path / "answers.jsonl"), out=str(tmp_path / "eval"),
                         base_url=teacher.base_url, rpm=6000, tpm=10_000_000)  # fmt: skip

@@ -199,13 +199,28 @@ def print_example(evaluation: EvalReport) -> None:
     if not evaluation.rows:
         return
     row = evaluation.rows[0]
-    print(f"example, {', '.join(Path(p).name for p in row.images)}:")
+    print(f"example, {source_name(row.images[0]) if row.images else 'no image'}:")
     answers = [("teacher", row.reference), ("student", evaluation.student[0])]
     if evaluation.base is not None:
         answers.append(("base", evaluation.base[0]))
     for name, text in answers:
         shown = repr(text) if not text.strip() else " ".join(text.split())
         print(f"  {name + ':':<9}{shown[:EXAMPLE_CHARS]}{'…' if len(shown) > EXAMPLE_CHARS else ''}")
+
+
+def source_name(picture: str) -> str:
+    """The original file a row's picture was copied from (the row points at the teacher's copy), by its sha256."""
+    import json
+
+    folder = Path(picture).parent.parent  # <run>/images/<sha256>-<budget>.jpg
+    meta = folder / "val.meta.jsonl"
+    sha = Path(picture).name.split("-", 1)[0]
+    if meta.is_file():
+        for line in meta.read_text(encoding="utf-8").splitlines():
+            entry = json.loads(line) if line.strip() else {}
+            if entry.get("sha256") == sha and entry.get("source"):
+                return Path(entry["source"]).name
+    return Path(picture).name
 
 
 def _minutes(seconds: float) -> str:

@@ -162,13 +162,14 @@ def meta_file(split: Path) -> Path:
 
 
 def _write_split(path: Path, split: pd.DataFrame) -> None:
-    """Write a split's rows, then their metadata (``meta`` column, else the prompt and sha256)."""
+    """Write a split's rows, then their metadata (``meta`` column, else the prompt; the sha256 and original file)."""
     atomic_write_lines(path, (dumps_row(row) for row in split["row"]))
     metas = split["meta"] if "meta" in split else [{} for _ in range(len(split))]
     prompts = split["prompt"] if "prompt" in split else [None] * len(split)
+    sources = split["image_path"] if "image_path" in split else [None] * len(split)
     lines = (
-        json.dumps({"kind": KIND_PROMPT, "prompt": prompt, "sha256": sha, **meta}, ensure_ascii=False)
-        for meta, prompt, sha in zip(metas, prompts, split["sha256"], strict=True)
+        json.dumps({"kind": KIND_PROMPT, "prompt": prompt, "sha256": sha, "source": source, **meta}, ensure_ascii=False)
+        for meta, prompt, sha, source in zip(metas, prompts, split["sha256"], sources, strict=True)
     )
     atomic_write_lines(meta_file(path), lines)
 
