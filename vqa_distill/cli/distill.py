@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Any
 
-from vqa_distill.cli.student import _argument_kwargs
+from vqa_distill.cli.student import argument_kwargs
 from vqa_distill.cli.teacher import add_generate_arguments, params_from_args
 from vqa_distill.errors import EXIT_FATAL, EXIT_OK
 from vqa_distill.loop.params import DistillParams
@@ -47,7 +47,7 @@ def register(subparsers: Any) -> None:
         if flag in parser._option_string_actions:  # generate's own --seed, --judge-model: the loop's get a prefix
             flag = f"--loop-{name.replace('_', '-')}"
         flags = [flag]
-        loop.add_argument(*flags, dest=f"loop_{name}", default=argparse.SUPPRESS, **_argument_kwargs(name, field))
+        loop.add_argument(*flags, dest=f"loop_{name}", default=argparse.SUPPRESS, **argument_kwargs(name, field))
     parser.set_defaults(func=run_distill)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from vqa_distill.cli.student import _argument_kwargs
+from vqa_distill.cli.student import argument_kwargs
 from vqa_distill.errors import EXIT_FATAL, EXIT_OK
 from vqa_distill.student.judged.params import EvalParams
 
@@ -35,7 +35,7 @@ def register(subparsers: Any) -> None:
     )
     for name, field in EvalParams.model_fields.items():
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
-        parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, **_argument_kwargs(name, field))
+        parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, **argument_kwargs(name, field))
     parser.set_defaults(func=run_eval)
 
 

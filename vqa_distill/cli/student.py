@@ -70,10 +70,10 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainParams field, ``--name`` and ``--name-with-dashes``, default SUPPRESS."""
     for name, field in TrainParams.model_fields.items():
         flags = [f"--{name}"] + ([f"--{name.replace('_', '-')}"] if "_" in name else [])
-        parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, **_argument_kwargs(name, field))
+        parser.add_argument(*flags, dest=name, default=argparse.SUPPRESS, **argument_kwargs(name, field))
 
 
-def _argument_kwargs(name: str, field: FieldInfo) -> dict[str, Any]:
+def argument_kwargs(name: str, field: FieldInfo) -> dict[str, Any]:
     """argparse options for one field, derived from its annotation."""
     annotation = _without_none(field.annotation)
     help_text = field.description or ""

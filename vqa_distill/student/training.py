@@ -202,17 +202,24 @@ def evaluate(
         max_new_tokens=params.eval_max_new_tokens,
         max_pixels=params.max_pixels,
     )
-    run_logged(
-        worker_argv(spec.dump(eval_dir / "spec.json")),
-        log_path=eval_dir / "infer.log",
-        env=swift_argv.single_device_env(prepared.device, params.device_ids),
-        on_line=on_line,
-        what="evaluation inference",
-    )
-    answers = read_predictions(Path(spec.out))
+    answers = answer_in_worker(spec, eval_dir, prepared, on_line=on_line, what="evaluation inference")
     if len(answers.get("student", [])) != len(rows):
         raise FatalRunError(f"evaluation answered {len(answers.get('student', []))} of {len(rows)} rows")
     return score(rows, answers["student"], answers.get("base"))
+
+
+def answer_in_worker(
+    spec: InferSpec, folder: Path, prepared: Prepared, *, on_line: LineSink | None, what: str
+) -> dict[str, list[str]]:
+    """Run the inference worker on ``spec`` (its spec and log in ``folder``, one device); model -> answers."""
+    run_logged(
+        worker_argv(spec.dump(folder / "spec.json")),
+        log_path=folder / "infer.log",
+        env=swift_argv.single_device_env(prepared.device, prepared.params.device_ids),
+        on_line=on_line,
+        what=what,
+    )
+    return read_predictions(Path(spec.out))
 
 
 def check_merge(
@@ -237,14 +244,7 @@ def check_merge(
         max_new_tokens=params.eval_max_new_tokens,
         max_pixels=params.max_pixels,
     )
-    run_logged(
-        worker_argv(spec.dump(check_dir / "spec.json")),
-        log_path=check_dir / "infer.log",
-        env=swift_argv.single_device_env(prepared.device, params.device_ids),
-        on_line=on_line,
-        what="merge check inference",
-    )
-    answers = read_predictions(Path(spec.out))
+    answers = answer_in_worker(spec, check_dir, prepared, on_line=on_line, what="merge check inference")
     adapter, merged_answers = answers.get(ADAPTER, []), answers.get(MERGED, [])
     if len(adapter) != len(rows) or len(merged_answers) != len(rows):
         raise FatalRunError(

@@ -61,25 +61,38 @@ def judge_format() -> dict[str, Any]:
 
 def judge_request(unit: QAUnit, question: str, answer: str, params: TeacherParams) -> TeacherRequest:
     """Return the request that scores one answer (``params.judge_model`` must be set)."""
+    return verdict_request(unit, judge_prompt(question, answer), JUDGE_SYSTEM, judge_format(), params)
+
+
+def verdict_request(
+    unit: QAUnit, prompt: str, system: str, response_format: dict[str, Any], params: TeacherParams
+) -> TeacherRequest:
+    """A judge's structured-output request about the unit's image: the judge model (else the teacher's)."""
     return TeacherRequest(
         image_path=unit.image_path,
         rel_path=unit.rel_path,
         sha256=unit.sha256,
-        prompt=judge_prompt(question, answer),
-        system=JUDGE_SYSTEM,
+        prompt=prompt,
+        system=system,
         model=params.judge_model or params.model,
-        params={**params.generation_params(), "response_format": judge_format()},
+        params={**params.generation_params(), "response_format": response_format},
     )
 
 
-def parse_judgement(text: str) -> Judgement | str:
-    """Read a judgement; return why it cannot be used instead when it is not one."""
+def json_object(text: str) -> dict[str, Any] | str:
+    """The JSON object a verdict is, or why it is not one."""
     try:
         data = json.loads(text)
     except ValueError as exc:
         return f"not JSON ({exc})"
-    if not isinstance(data, dict):
-        return "not a JSON object"
+    return data if isinstance(data, dict) else "not a JSON object"
+
+
+def parse_judgement(text: str) -> Judgement | str:
+    """Read a judgement; return why it cannot be used instead when it is not one."""
+    data = json_object(text)
+    if isinstance(data, str):
+        return data
     score = data.get("score")
     if isinstance(score, bool) or not isinstance(score, int) or not MIN_SCORE <= score <= MAX_SCORE:
         return f"score {score!r} is not an integer from {MIN_SCORE} to {MAX_SCORE}"

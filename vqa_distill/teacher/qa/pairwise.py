@@ -10,7 +10,6 @@ answer comes first; callers that care ask both orders (two keys) and count a spl
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any, Literal, get_args
 
@@ -19,6 +18,7 @@ from vqa_distill.teacher.endpoint.client import TeacherAnswer
 from vqa_distill.teacher.endpoint.request import TeacherRequest
 from vqa_distill.teacher.ledger.records import KIND_JUDGE, STATUS_ANSWERED, STATUS_UNUSABLE, TeacherRecord
 from vqa_distill.teacher.params import TeacherParams
+from vqa_distill.teacher.qa.judge import json_object, verdict_request
 from vqa_distill.teacher.qa.questions import QAUnit
 
 Winner = Literal["A", "B", "tie"]
@@ -62,25 +62,14 @@ def pairwise_request(
     unit: QAUnit, question: str, first: str, second: str, params: TeacherParams
 ) -> TeacherRequest:
     """Return the request that compares two answers (``first`` shown as A) with ``params.judge_model``."""
-    return TeacherRequest(
-        image_path=unit.image_path,
-        rel_path=unit.rel_path,
-        sha256=unit.sha256,
-        prompt=pairwise_prompt(question, first, second),
-        system=PAIRWISE_SYSTEM,
-        model=params.judge_model or params.model,
-        params={**params.generation_params(), "response_format": pairwise_format()},
-    )
+    return verdict_request(unit, pairwise_prompt(question, first, second), PAIRWISE_SYSTEM, pairwise_format(), params)
 
 
 def parse_pairwise(text: str) -> PairwiseVerdict | str:
     """Read a comparison; return why it cannot be used instead when it is not one."""
-    try:
-        data = json.loads(text)
-    except ValueError as exc:
-        return f"not JSON ({exc})"
-    if not isinstance(data, dict):
-        return "not a JSON object"
+    data = json_object(text)
+    if isinstance(data, str):
+        return data
     winner = data.get("winner")
     if winner not in WINNERS:
         return f"winner {winner!r} is not one of {', '.join(WINNERS)}"
