@@ -184,3 +184,12 @@ def test_the_chart_is_a_png(by_kind: dict[str, dict[str, RateWithCI]]) -> None:
     markdown = win_rate_markdown(png, "95 % Wilson intervals")
     assert markdown.startswith("![student win-or-tie rate by kind](data:image/png;base64,")
     assert markdown.endswith("\n\n95 % Wilson intervals")
+
+
+def test_blank_runs_and_empty_answers_are_shown_as_marks() -> None:
+    from vqa_distill.student.judged.page import visible_text
+
+    assert visible_text("\n" * 110 + "<|unused_7|>") == "\n[110 blank lines]\n<|unused_7|>"
+    assert visible_text("a\n\nb") == "a\n\nb"  # a paragraph break stays as it is
+    assert visible_text("\n\n\n") == "(empty: 3 whitespace character(s))"
+    assert visible_text("") == "(empty)"

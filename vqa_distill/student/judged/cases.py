@@ -38,6 +38,7 @@ class EvalCase:
     prompt: str
     messages: list[dict[str, str]]
     sha256: str | None = None
+    source: str | None = None  # the original file the row's picture was copied from, when the metadata says
 
     def to_json(self) -> dict[str, Any]:
         """The case as ``eval.json`` and the inference worker read it."""
@@ -119,6 +120,7 @@ def _case(row: dict[str, Any], index: int, meta: dict[str, Any], system: str | N
         prompt=str(meta.get("prompt") or question),
         messages=prompt,
         sha256=meta.get("sha256") or _image_sha256(str(images[0])),
+        source=meta.get("source"),
     )
 
 

@@ -10,6 +10,7 @@ Every string from a model or a dataset is escaped: answers may hold markup.
 from __future__ import annotations
 
 import html
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -41,7 +42,7 @@ table.summary{border-collapse:collapse;margin-bottom:1rem;background:#fff}
 .body{flex:1;min-width:0} .head{font-size:.85rem;color:#555} .kind{font-weight:700;color:#333}
 .q{font-weight:600;margin:.3rem 0 .5rem}
 .answers{display:flex;gap:.6rem} .answer{flex:1;min-width:0;border:1px solid #eee;border-radius:4px;padding:.4rem}
-.who{font-weight:700;font-size:.85rem} .text{white-space:pre-wrap;word-break:break-word}
+.who{font-weight:700;font-size:.85rem} .text{white-space:pre-wrap;overflow-wrap:anywhere;max-height:18em;overflow:auto}
 .metrics{margin-top:.3rem;font-size:.8rem;color:#555} .metrics span{margin-right:.6rem}
 .flag{color:#b00;font-weight:700}
 .verdicts{margin-top:.5rem;font-size:.85rem} .verdict{margin:.2rem 0}
@@ -59,6 +60,8 @@ function apply(){let shown=0;for(const c of cases){const ok=(kind.value==="all"|
 count.textContent=shown+" of "+cases.length+" shown";}
 kind.addEventListener("change",apply);outcome.addEventListener("change",apply);apply();})();
 """
+
+_BLANK_RUN = re.compile(r"\n\s*\n(?:\s*\n)+")  # three newlines or more, with only spaces between
 
 
 def outcome_vs_teacher(result: CaseResult) -> str:
@@ -111,15 +114,15 @@ def _filters_html(kinds: Sequence[str], outcomes: Sequence[str], total: int) -> 
     )
 
 
-def _image_html(path: str, thumbnail: str | None) -> str:
+def _image_html(path: str, thumbnail: str | None, source: str | None = None) -> str:
     esc = html.escape
-    name = esc(Path(path).name)
+    name = esc(Path(source or path).name)
     shown = (
         f'<img src="{thumbnail}" alt="{name}">'
         if thumbnail
         else f'<div class="noimage">image unavailable: {name}</div>'
     )
-    return f'<div class="thumb">{shown}<div class="path">{esc(path)}</div></div>'
+    return f'<div class="thumb">{shown}<div class="path" title="{esc(path)}">{esc(source or path)}</div></div>'
 
 
 def _metrics_html(result: CaseResult, model: str) -> str:
@@ -139,6 +142,17 @@ def _metrics_html(result: CaseResult, model: str) -> str:
     return f'<div class="metrics">{"".join(parts)}</div>'
 
 
+def visible_text(answer: str) -> str:
+    """The answer as shown: a run of blank lines becomes one mark saying how many, an empty answer says so.
+
+    An untrained model often answers with a hundred newlines before anything else: shown as they are,
+    they push everything else of the row out of sight.
+    """
+    if not answer.strip():
+        return f"(empty: {len(answer)} whitespace character(s))" if answer else "(empty)"
+    return _BLANK_RUN.sub(lambda m: f"\n[{m.group(0).count(chr(10))} blank lines]\n", answer)
+
+
 def _answers_html(result: CaseResult) -> str:
     esc = html.escape
     columns = [who for who in ANSWER_COLUMNS if who in result.answers]
@@ -146,7 +160,7 @@ def _answers_html(result: CaseResult) -> str:
         '<div class="answers">'
         + "".join(
             f'<div class="answer" data-who="{esc(who)}"><div class="who">{esc(who)}</div>'
-            f'<div class="text">{esc(result.answers[who])}</div>{_metrics_html(result, who)}</div>'
+            f'<div class="text">{esc(visible_text(result.answers[who]))}</div>{_metrics_html(result, who)}</div>'
             for who in columns
         )
         + "</div>"
@@ -187,7 +201,7 @@ def _case_html(result: CaseResult, thumbnail: str | None) -> str:
     verdicts = "".join(_verdict_html(v) for v in ordered) or '<div class="verdict">not judged</div>'
     return (
         f'<article class="case outcome-{esc(outcome)}" data-kind="{esc(case.kind)}" data-outcome="{esc(outcome)}" '
-        f'data-index="{case.index}">{_image_html(case.image, thumbnail)}<div class="body">'
+        f'data-index="{case.index}">{_image_html(case.image, thumbnail, case.source)}<div class="body">'
         f'<div class="head">#{case.index} · <span class="kind">{esc(case.kind)}</span>{prompt}</div>'
         f'<div class="q">{esc(case.question)}</div>{_answers_html(result)}'
         f'<div class="verdicts">{verdicts}</div></div></article>'
