@@ -18,7 +18,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_ops_evaluate import CHROMIUM, chromium_dom, form_errors, visible_text
+from tests.e2e.test_ops_evaluate import form_errors
+from tests.support.chromium import CHROMIUM, chromium_dom, visible_text
 from tests.support.helpers import TINY_TRAINING, make_images, teacher_params
 from tests.support.ops_fixtures import OpsStack
 

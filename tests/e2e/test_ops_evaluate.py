@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -20,13 +19,12 @@ from urllib.parse import unquote, urlparse
 import httpx
 import pytest
 
+from tests.support.chromium import CHROMIUM, chromium_dom, visible_text
 from tests.support.helpers import make_images, params_for
 from tests.support.ops_fixtures import OpsStack
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.dataset.build import read_jsonl
 
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_TIMEOUT_S = 120
 SUMMARY_KEY, VERDICT_KEY, PAGE_KEY = "eval-summary", "eval-verdict", "eval-page"
 KINDS = {"conversation", "detail", "reasoning"}  # questions=3: one question of each kind per image
 WRONG = "It is a purple and orange striped cloth, photographed at night."
@@ -57,22 +55,6 @@ def form_errors(stack: OpsStack, deployment: dict[str, Any], parameters: dict[st
     """What the UI's form validation (the server's schema endpoint) says about ``parameters``."""
     body = {"schema": deployment["parameter_openapi_schema"], "values": parameters}
     return stack.api("POST", "/ui/schemas/validate", body)
-
-
-def chromium_dom(tmp_path: Path, url: str) -> str:
-    """Load ``url`` in headless Chromium (no network services, sandbox off: tests run as root); return the DOM."""
-    argv = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=15000", "--dump-dom", url,
-    ]  # fmt: skip
-    return subprocess.run(argv, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False).stdout
-
-
-def visible_text(dom: str) -> str:
-    """The page's words, tags, scripts and styles left out."""
-    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
-    return " ".join(re.sub(r"<[^>]+>", " ", text).split())
 
 
 def test_the_evaluate_deployment_runs_from_its_form_and_its_artifacts_show_in_the_ui(

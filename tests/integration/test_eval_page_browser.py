@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,12 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from tests.support.chromium import CHROMIUM, chromium
 from vqa_distill.dataset.review import THUMBNAIL_SIDE_PX
 from vqa_distill.student.judged.cases import EvalCase
 from vqa_distill.student.judged.page import write_eval_page
 from vqa_distill.student.judged.results import CaseResult, Outcome, PairVerdict, Pick
 
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_TIMEOUT_S = 120
 PICKS: dict[Outcome, Pick] = {"win": "student", "loss": "opponent", "tie": "tie"}  # both orders agree
 # Records each picture's state, then sets the filters one after another and records what is shown.
 PROBE = """<script>window.addEventListener("load",()=>{
@@ -49,16 +47,6 @@ pytestmark = pytest.mark.skipif(
 def prefect_server() -> Iterator[None]:
     """No Prefect server: the page is plain data and a browser (replaces tests/conftest.py's session server)."""
     yield None
-
-
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run headless Chromium with no network services, sandbox off (tests run as root in CI)."""
-    argv = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=10000", *args,
-    ]  # fmt: skip
-    return subprocess.run(argv, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False)
 
 
 def case_result(index: int, image: Path, kind: str, outcome: Outcome) -> CaseResult:

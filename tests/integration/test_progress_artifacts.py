@@ -21,11 +21,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.chromium import CHROMIUM, chromium_dom, visible_text
 from tests.support.helpers import REPO_ROOT, generate_args, make_images
 from vqa_distill.progress.text import usd
 
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_TIMEOUT_S = 120
 IMAGES = 60
 LATENCY_S = 1.0  # per answer: 60 images two at a time take about 30 s
 # Two in flight, and limits far from the way (gpt-4o-mini bills ~8,500 tokens per picture: the default
@@ -34,18 +33,6 @@ PACE = ("--concurrency", "2", "--rpm", "6000", "--tpm", "10000000")
 UPDATE_S = 2  # the live artifacts' period for this test (the default, 12 s, would make it minutes long)
 RUN_TIMEOUT_S = 240
 PROGRESS_KEY, COST_KEY = "teacher-progress", "teacher-cost-eta"
-
-
-def chromium_text(tmp_path: Path, url: str) -> str:
-    """Load ``url`` in headless Chromium (no network services, sandbox off: tests run as root); return its text."""
-    argv = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=15000", "--dump-dom", url,
-    ]  # fmt: skip
-    dom = subprocess.run(argv, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False).stdout
-    text = re.sub(r"<script.*?</script>|<style.*?</style>", " ", dom, flags=re.S)
-    return " ".join(re.sub(r"<[^>]+>", " ", text).split())
 
 
 def api(path: str, body: dict[str, Any] | None = None) -> Any:
@@ -119,8 +106,8 @@ def test_a_running_run_shows_its_progress_and_cost_moving_in_the_ui(
             base = os.environ["PREFECT_API_URL"].removesuffix("/api")
             with urllib.request.urlopen(f"{base}/ui-settings", timeout=30) as answer:
                 assert json.loads(answer.read())["api_url"] == os.environ["PREFECT_API_URL"]
-            tab = chromium_text(tmp_path, f"{base}/v2/runs/flow-run/{flow_run_id}?tab=Artifacts")
-            page = chromium_text(tmp_path, f"{base}/artifacts/artifact/{progress_id}")
+            tab = visible_text(chromium_dom(tmp_path, f"{base}/v2/runs/flow-run/{flow_run_id}?tab=Artifacts"))
+            page = visible_text(chromium_dom(tmp_path, f"{base}/artifacts/artifact/{progress_id}"))
             state = api(f"/flow_runs/{flow_run_id}")["state_type"]
             print(f"Artifacts tab: {tab[:1500]}\nProgress artifact page: {page[:800]}")
             assert flow_run["name"] in tab and "Running" in tab, tab[:2000]

@@ -9,19 +9,17 @@ width from the DOM and finds each picture's colour in a screenshot.
 from __future__ import annotations
 
 import re
-import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 from PIL import Image
 
+from tests.support.chromium import CHROMIUM, chromium
 from tests.support.qa_helpers import QA_PICTURES, count_of, qa_images, qa_params, read_artifacts
 from vqa_distill.cli.flow_runs import run_generate_flow
 from vqa_distill.dataset.review import THUMBNAIL_SIDE_PX
 
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_TIMEOUT_S = 120
 SAMPLE = 6
 # Written into a copy of the page: each image's decoded width, once everything has loaded.
 PROBE = (
@@ -32,16 +30,6 @@ PROBE = (
 pytestmark = pytest.mark.skipif(
     not CHROMIUM.exists(), reason="needs headless Chromium at /usr/bin/chromium (Debian: apt-get install chromium)"
 )
-
-
-def chromium(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run headless Chromium with no network services, sandbox off (tests run as root in CI)."""
-    argv = [
-        str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-dev-shm-usage",
-        f"--user-data-dir={tmp_path / 'chromium-profile'}", "--virtual-time-budget=10000", *args,
-    ]  # fmt: skip
-    return subprocess.run(argv, capture_output=True, text=True, timeout=BROWSER_TIMEOUT_S, check=False)
 
 
 def has_colour(screenshot: Image.Image, colour: tuple[int, int, int], tolerance: int = 40, least: int = 200) -> bool:
