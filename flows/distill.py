@@ -4,7 +4,8 @@ Round 0 asks the seed images (and the held-out ones, judged every round and neve
 later round asks targeted questions where the judge ranked the student below the teacher, and the
 pool images the student is least sure about. Each round is a linked ``distill-round`` subflow run.
 The loop stops at ``rounds``, when the budget allows nothing more, or when a round gains less than
-``min_gain``; its state is on disk after every round, so a killed loop resumes where it stopped.
+``min_gain``; its state is on disk after every round, so a killed loop resumes where it stopped, and
+one restarted with more rounds or a larger budget goes on (``vqa_distill/loop/stopping.py``).
 """
 
 from __future__ import annotations
@@ -22,24 +23,12 @@ from vqa_distill.loop.params import DistillParams
 from vqa_distill.loop.report import loop_curve, round_rows
 from vqa_distill.loop.split import split_images
 from vqa_distill.loop.state import TEACHER_DIR, LoopState, RoundRecord, load_state, save_state
+from vqa_distill.loop.stopping import stop_reason
 from vqa_distill.student.plots import markdown_image
 from vqa_distill.teacher.endpoint.pricing import price_of
 from vqa_distill.teacher.ledger.records import Ledger
 
 ROUNDS_KEY, CURVE_KEY = "distill-rounds", "distill-curve"
-
-
-def stop_reason(params: DistillParams, state: LoopState, record: RoundRecord, affordable: int | None) -> str | None:
-    """Why the loop stops after ``record`` (None: it goes on)."""
-    if record.round + 1 >= params.rounds:
-        return "rounds"
-    if affordable == 0:
-        return "budget"
-    last = state.last
-    if params.min_gain <= 0 or last is None or last.win_or_tie is None or record.win_or_tie is None:
-        return None
-    gain = record.win_or_tie - last.win_or_tie
-    return f"gain {gain:+.2f} < {params.min_gain}" if gain < params.min_gain else None
 
 
 def start_state(params: DistillParams, out: Path) -> LoopState:
@@ -58,6 +47,12 @@ def start_state(params: DistillParams, out: Path) -> LoopState:
     return LoopState(split=split)
 
 
+def affordable_units(params: DistillParams, out: Path) -> int | None:
+    """Units the budget still allows after what the loop's ledger says was paid (None: no budget)."""
+    with Ledger(out / TEACHER_DIR) as ledger:
+        return Budget(params.budget_usd, params.budget_requests).affordable(params.teacher, teacher_spend(ledger))
+
+
 @flow(name="distill-loop", validate_parameters=True)
 @fatal_errors_fail_the_run
 async def distill_loop(params: DistillParams) -> list[RoundRecord]:
@@ -68,15 +63,17 @@ async def distill_loop(params: DistillParams) -> list[RoundRecord]:
     """
     logger, out = get_run_logger(), Path(params.teacher.out)
     state = start_state(params, out)
+    reason = stop_reason(params, state.rounds, affordable_units(params, out))
+    if state.last is not None:  # weighed again: restarted with more rounds or a larger budget, it goes on
+        state.last.stop_reason = reason
     save_state(out, state)
-    logger.info("images: %d held out, %d seed, %d in the pool; %d round(s) done",
-                len(state.split.holdout), len(state.split.seed), len(state.split.pool), len(state.rounds))  # fmt: skip
-    while state.next_round < params.rounds and not (state.last and state.last.stop_reason):
+    logger.info("images: %d held out, %d seed, %d in the pool; %d round(s) done%s",
+                len(state.split.holdout), len(state.split.seed), len(state.split.pool), len(state.rounds),
+                f"; stop: {reason}" if reason else "")  # fmt: skip
+    while reason is None:
         record = await distill_round(params, state.next_round, str(out))
-        with Ledger(out / TEACHER_DIR) as ledger:
-            affordable = Budget(params.budget_usd, params.budget_requests).affordable(params.teacher, teacher_spend(ledger))
-        record.stop_reason = stop_reason(params, state, record, affordable)
         state.rounds.append(record)
+        record.stop_reason = reason = stop_reason(params, state.rounds, affordable_units(params, out))
         save_state(out, state)
         await acreate_table_artifact(key=ROUNDS_KEY, table=round_rows(state.rounds), description="The loop, round by round")
         curve = markdown_image(loop_curve(state.rounds), alt="win-or-tie against spend", caption=str(out))

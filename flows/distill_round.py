@@ -12,10 +12,18 @@ from pathlib import Path
 
 from prefect import flow, get_run_logger
 
-from flows.distill_steps import DATASET_DIR, images_by_sha, judge_round, round_groups, train_round
+from flows.distill_steps import (
+    DATASET_DIR,
+    EVAL_DIR,
+    PROBE_DIR,
+    images_by_sha,
+    judge_round,
+    round_groups,
+    train_round,
+)
 from tasks.distill import ask_group, build_group_rows
 from vqa_distill.dataset.build import TRAIN_FILE
-from vqa_distill.loop.budget import Budget, teacher_spend
+from vqa_distill.loop.budget import Budget, spend_in, teacher_spend
 from vqa_distill.loop.capping import cap_groups
 from vqa_distill.loop.params import DistillParams
 from vqa_distill.loop.plan import REASON_HOLDOUT
@@ -59,6 +67,7 @@ async def distill_round(params: DistillParams, number: int, out: str) -> RoundRe
     held = await judge_round(params, checkpoint, loop_out / HOLDOUT_FILE, probe if probing else None, folder)
     return RoundRecord(
         round=number, spend_usd=spend.usd, requests=spend.requests, rows_added=dict(counts), train_rows=len(rows),
+        judge_spend_usd=spend_in([folder / EVAL_DIR, folder / PROBE_DIR]),
         checkpoint=checkpoint, dataset=str(train_file), cases=held.cases, degenerate=held.degenerate,
         asked_images=sorted({u.sha256 for g in groups for u in g.units}), left_out_units=left_out,
         eval_html=held.html_path, win_or_tie=held.win_or_tie_vs_teacher, win_or_tie_low=held.teacher_low,

@@ -29,9 +29,9 @@ class ImageSplit(BaseModel):
         return set(self.seed) | set(self.pool)
 
     def with_new(self, shas: Sequence[str]) -> ImageSplit:
-        """This split with images not seen before added to the pool."""
+        """This split with images not seen before added to the pool (each once, in the order given)."""
         known = set(self.holdout) | set(self.seed) | set(self.pool)
-        return self.model_copy(update={"pool": self.pool + [s for s in shas if s not in known]})
+        return self.model_copy(update={"pool": self.pool + [s for s in dict.fromkeys(shas) if s not in known]})
 
 
 def split_images(shas: Sequence[str], *, holdout_share: float, seed_share: float, seed_count: int | None, seed: int) -> ImageSplit:

@@ -2,7 +2,8 @@
 
 Each row's metadata (``train.meta.jsonl``) says its kind, the user's prompt, its image and why it
 is there (seed, targeted, doubt) and since which round. A row of a held-out image is refused here,
-whatever asked for it: the held-out set is judged, never trained on.
+whatever asked for it, and so is a new row whose metadata does not name its image: the held-out set
+is judged, never trained on.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def grow(
     counts: Counter[str] = Counter()
     for reason, new_rows in added.items():
         for row in new_rows:
+            if not row.meta.get("sha256"):
+                raise FatalRunError(f"a {reason} row has no image sha256 in its metadata: it cannot be checked against the held-out set")
             if row.meta.get("sha256") in held_out:
                 raise FatalRunError(f"a {reason} row of held-out image {row.meta.get('sha256')} was about to enter training")
             if row.identity in seen:
