@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from vqa_distill.errors import DatasetError
 from vqa_distill.student.params import TrainParams
-from vqa_distill.teacher.run.summary import RunSummary
+
+if TYPE_CHECKING:  # the command line reads these models to register its flags: no openai or database import
+    from vqa_distill.teacher.run.summary import RunSummary
 
 DEFAULT_TRAIN_DEPLOYMENT = "train/train"
 CHECKPOINTS_DIR = "checkpoints"
