@@ -22,7 +22,7 @@ from vqa_distill.student.judged.plan import PAIR, JudgeCall, JudgePlan
 from vqa_distill.student.judged.report import JudgeCounts
 from vqa_distill.teacher.endpoint.check import check_endpoint
 from vqa_distill.teacher.endpoint.request import TeacherRequest
-from vqa_distill.teacher.ledger.records import KIND_JUDGE, Ledger
+from vqa_distill.teacher.ledger.records import KIND_JUDGE, Ledger, TeacherRecord
 from vqa_distill.teacher.ledger.tables import STATUS_ANSWERED, STATUS_UNUSABLE
 from vqa_distill.teacher.params import TeacherParams
 from vqa_distill.teacher.qa.judge import judge_record
@@ -130,6 +130,17 @@ async def judge_all(
     return records, counts
 
 
+async def file_cached(answered: dict[str, Any], ledger: Ledger) -> None:
+    """Record a verdict the task's cache returned (paid by an evaluation in another folder) in this ledger.
+
+    A cached task run does not run its body, so nothing was recorded here: without this the verdict
+    would read as missing, and the next evaluation of these rows would ask for it again.
+    """
+    record = TeacherRecord(**answered)
+    if record.status in PAID and await ledger.get_async(record.key) is None:
+        await ledger.record_async(record)
+
+
 async def paid_records(plan: JudgePlan, ledger: Ledger) -> list[dict[str, Any] | None]:
     """Each call's paid record (answered or unusable: never asked again), None where there is none yet."""
     known = [await ledger.get_async(call.request.key) for call in plan.calls]
@@ -149,11 +160,12 @@ async def ask_online(calls: list[JudgeCall], judge: TeacherParams, ledger: Ledge
         async def ask(call: JudgeCall) -> None:
             async with in_flight:
                 try:
-                    await (pair if call.what == PAIR else rubric)(call.request, label=call.label)
+                    answered = await (pair if call.what == PAIR else rubric)(call.request, label=call.label)
                 except Exception:  # the ledger holds the failure; the verdict is left out, not guessed
-                    pass
+                    return
                 finally:
                     await shown.advance()
+            await file_cached(answered, ledger)
 
         await asyncio.gather(*(ask(call) for call in calls))
         await shown.finish()

@@ -98,6 +98,11 @@ def test_the_judge_ranks_right_above_wrong_in_both_orders_and_a_loop_costs_no_ca
     assert chat_requests(teacher.stats()) == [] and again["judge_calls"]["asked"] == 0
     assert again["summary"] == document["summary"]
 
+    elsewhere = _evaluate(params.model_copy(update={"out": str(tmp_path / "eval elsewhere")}))
+    # another report folder: its own ledger is empty, the task cache answers; no verdict may go missing
+    assert chat_requests(teacher.stats()) == [] and elsewhere["judge_calls"]["failed"] == 0
+    assert elsewhere["summary"] == document["summary"]
+
 
 def test_batch_mode_sends_the_judge_calls_as_batches_and_a_rerun_submits_none(
     tmp_path: Path, teacher: Any, api_key_env: str
