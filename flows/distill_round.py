@@ -28,6 +28,7 @@ from vqa_distill.loop.capping import cap_groups
 from vqa_distill.loop.params import DistillParams
 from vqa_distill.loop.plan import REASON_HOLDOUT
 from vqa_distill.loop.state import HOLDOUT_FILE, TEACHER_DIR, RoundRecord, load_state, round_dir
+from vqa_distill.loop.targets import REASON_TARGETED, unit_mark
 from vqa_distill.loop.versions import grow, read_version, write_version
 from vqa_distill.teacher.ledger.records import Ledger
 
@@ -70,6 +71,7 @@ async def distill_round(params: DistillParams, number: int, out: str) -> RoundRe
         judge_spend_usd=spend_in([folder / EVAL_DIR, folder / PROBE_DIR]),
         checkpoint=checkpoint, dataset=str(train_file), cases=held.cases, degenerate=held.degenerate,
         asked_images=sorted({u.sha256 for g in groups for u in g.units}), left_out_units=left_out,
+        targeted=[unit_mark(u) for g in groups if g.reason == REASON_TARGETED for u in g.units],
         eval_html=held.html_path, win_or_tie=held.win_or_tie_vs_teacher, win_or_tie_low=held.teacher_low,
         win_or_tie_high=held.teacher_high, rouge_l=held.rouge_l,
     )  # fmt: skip

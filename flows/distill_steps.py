@@ -46,7 +46,8 @@ def round_groups(params: DistillParams, state: LoopState, number: int, images: d
     last = round_dir(out, number - 1)
     lost = losses_of(last / PROBE_DIR / EVAL_JSON, held_out=False) + losses_of(last / EVAL_DIR / EVAL_JSON, held_out=True)
     training = [sha for sha in state.split.training() if sha in state.asked_images()]
-    targeted = targeted_units(lost, images, sorted(training), limit=params.targeted_items, seed=params.seed + number)
+    targeted = targeted_units(lost, images, sorted(training), limit=params.targeted_items, seed=params.seed + number,
+                              asked_before=state.targeted_before())  # fmt: skip
     doubted: list[str] = []
     if pool and params.doubt_images and state.last and state.last.checkpoint:
         prompt = params.teacher.all_prompts()[0]

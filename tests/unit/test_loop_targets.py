@@ -98,3 +98,15 @@ def test_the_limit_counts_units_and_images_missing_from_the_folder_are_skipped()
     chosen = targeted_units(lost, IMAGES, [TRAIN_A, TRAIN_B], limit=3, seed=0)
     assert [t.unit.sha256 for t in chosen] == [TRAIN_A] * 3
     assert [t.unit.prompt.count(f"Question {i}?") for i, t in enumerate(chosen)] == [1, 1, 1]
+
+
+def test_a_unit_an_earlier_round_asked_gives_its_place_to_the_next_lost_item() -> None:
+    lost = [Lost(TRAIN_A, "conversation", f"Question {i}?", PROMPT, False) for i in range(3)]
+    first = targeted_units(lost, IMAGES, [TRAIN_A, TRAIN_B], limit=2, seed=0)
+    asked = {f"{t.unit.sha256}\t{t.unit.prompt}" for t in first}
+    again = targeted_units(lost, IMAGES, [TRAIN_A, TRAIN_B], limit=2, seed=0, asked_before=asked)
+    assert [t.unit.prompt.count("Question 2?") for t in again] == [1]  # the only one not asked before
+    held = [Lost(HELD, "reasoning", SECRET, PROMPT, True)] * 2
+    weak = targeted_units(held, IMAGES, [TRAIN_A, TRAIN_B], limit=2, seed=0)
+    marks = {f"{t.unit.sha256}\t{t.unit.prompt}" for t in weak}
+    assert targeted_units(held, IMAGES, [TRAIN_A, TRAIN_B], limit=2, seed=0, asked_before=marks) == []

@@ -32,6 +32,7 @@ class RoundRecord(BaseModel):
     rows_added: dict[str, int] = Field(default_factory=dict, description="Rows this round added, by reason.")
     asked_images: list[str] = Field(default_factory=list, description="Images (sha256) this round asked about.")
     left_out_units: int = Field(default=0, description="Units the budget left out of this round.")
+    targeted: list[str] = Field(default_factory=list, description="Targeted units asked (image and prompt).")
     train_rows: int = 0
     checkpoint: str | None = None
     dataset: str | None = None
@@ -55,6 +56,10 @@ class LoopState(BaseModel):
     def next_round(self) -> int:
         """The round to run next: the one after the last finished."""
         return len(self.rounds)
+
+    def targeted_before(self) -> set[str]:
+        """Every targeted unit an earlier round asked: asking one again would add nothing."""
+        return {mark for record in self.rounds for mark in record.targeted}
 
     def asked_images(self) -> set[str]:
         """Every image some round asked about (the pool's others are still unlabelled)."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,10 +69,26 @@ class TargetedUnit:
     focus: str
 
 
+def unit_mark(unit: QAUnit) -> str:
+    """A targeted unit as the loop's state remembers it: its image and its prompt."""
+    return f"{unit.sha256}\t{unit.prompt}"
+
+
 def targeted_units(
-    lost: Sequence[Lost], images: Mapping[str, ImageRef], training: Sequence[str], *, limit: int, seed: int
+    lost: Sequence[Lost],
+    images: Mapping[str, ImageRef],
+    training: Sequence[str],
+    *,
+    limit: int,
+    seed: int,
+    asked_before: Collection[str] = (),
 ) -> list[TargetedUnit]:
-    """Training losses first (their own images), then held-out losses (a training image each), ``limit`` at most."""
+    """Training losses first (their own images), then held-out losses (a training image each), ``limit`` at most.
+
+    A unit an earlier round asked (``asked_before``, by ``unit_mark``) would be answered from the ledger
+    and add no row: the next lost item takes its place. (The round being planned is not in it, so a
+    round resumed after a kill plans the same units as before.)
+    """
     chosen: list[TargetedUnit] = []
     seen: set[tuple[str, str]] = set()
     rotation = [sha for sha in training if sha in images]
@@ -81,13 +97,14 @@ def targeted_units(
         if len(chosen) >= limit:
             break
         if item.held_out:
-            sha = next((s for s in rotation if (s, item.kind) not in seen), None)
+            prompt = weak_kind_prompt(item.prompt, item.kind)
+            fresh = (s for s in rotation if (s, item.kind) not in seen and f"{s}\t{prompt}" not in asked_before)
+            sha = next(fresh, None)
             if sha is None:
                 continue
-            prompt = weak_kind_prompt(item.prompt, item.kind)
         else:
             sha, prompt = item.sha256, targeted_prompt(item.prompt, item.kind, item.question)
-            if sha not in images:
+            if sha not in images or f"{sha}\t{prompt}" in asked_before:
                 continue
         seen.add((sha, item.kind))
         ref = images[sha]
