@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test lint bench-teacher bench-train stack-up stack-down deploy clean
+.PHONY: install demo test lint bench-teacher bench-train bench-loop stack-up stack-down deploy clean
 
 install: $(STAMP)
 
@@ -31,6 +31,9 @@ bench-teacher: install
 
 bench-train: install
 	$(PY) bench/train.py
+
+bench-loop: install
+	$(PY) bench/loop.py
 
 STACK_ARGS ?= --offline-teacher --gpu-worker cpu
 
