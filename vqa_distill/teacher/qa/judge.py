@@ -8,6 +8,7 @@ the question, the answer, the judge model and the parameters, and a rerun never 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,11 +106,18 @@ def judge_record(
 ) -> TeacherRecord:
     """Record a judgement; unusable (with why) when it holds no valid score."""
     record = answer_record(request, answer, attempts=attempts, flow_run_id=flow_run_id, started_at=started_at)
+    return checked_verdict(record, parse_judgement, error_class="UnusableJudgement", what="judgement")
+
+
+def checked_verdict(
+    record: TeacherRecord, parse: Callable[[str], object], *, error_class: str, what: str
+) -> TeacherRecord:
+    """File an answered record as a judge's; unusable (with why) when ``parse`` says it is no verdict (a str)."""
     record.kind = KIND_JUDGE
     if record.status == STATUS_ANSWERED:
-        verdict = parse_judgement(record.answer or "")
+        verdict = parse(record.answer or "")
         if isinstance(verdict, str):
             record.status = STATUS_UNUSABLE
-            record.error_class = "UnusableJudgement"
-            record.error_message = f"invalid judgement: {verdict}"
+            record.error_class = error_class
+            record.error_message = f"invalid {what}: {verdict}"
     return record

@@ -16,9 +16,9 @@ from typing import Any, Literal, get_args
 from vqa_distill.teacher.answers.outcomes import answer_record
 from vqa_distill.teacher.endpoint.client import TeacherAnswer
 from vqa_distill.teacher.endpoint.request import TeacherRequest
-from vqa_distill.teacher.ledger.records import KIND_JUDGE, STATUS_ANSWERED, STATUS_UNUSABLE, TeacherRecord
+from vqa_distill.teacher.ledger.records import TeacherRecord
 from vqa_distill.teacher.params import TeacherParams
-from vqa_distill.teacher.qa.judge import json_object, verdict_request
+from vqa_distill.teacher.qa.judge import checked_verdict, json_object, verdict_request
 from vqa_distill.teacher.qa.questions import QAUnit
 
 Winner = Literal["A", "B", "tie"]
@@ -81,11 +81,4 @@ def pairwise_record(
 ) -> TeacherRecord:
     """Record a comparison; unusable (with why) when it names no valid winner."""
     record = answer_record(request, answer, attempts=attempts, flow_run_id=flow_run_id, started_at=started_at)
-    record.kind = KIND_JUDGE
-    if record.status == STATUS_ANSWERED:
-        verdict = parse_pairwise(record.answer or "")
-        if isinstance(verdict, str):
-            record.status = STATUS_UNUSABLE
-            record.error_class = "UnusableComparison"
-            record.error_message = f"invalid comparison: {verdict}"
-    return record
+    return checked_verdict(record, parse_pairwise, error_class="UnusableComparison", what="comparison")
