@@ -57,14 +57,14 @@ def params_of(args: argparse.Namespace) -> DistillParams:
 
     from vqa_distill.errors import ConfigError
     from vqa_distill.student.handoff import StudentOptions
-    from vqa_distill.teacher.params import load_config_file
+    from vqa_distill.teacher.params import config_table
 
     values = vars(args)
     teacher_args = argparse.Namespace(**{k: v for k, v in values.items() if k not in STUDENT_FLAGS and not k.startswith("loop_")})
     teacher = params_from_args(teacher_args)
     student: dict[str, Any] = {}
     if args.config:
-        student.update(_section(load_config_file.__module__, args.config, "student"))
+        student.update(config_table(args.config, "student"))
     student.update({field: values[flag] for flag, field in STUDENT_FLAGS.items() if values.get(flag) is not None})
     if "model_id_or_path" not in student:
         raise ConfigError("missing --student-model (or model_id_or_path in the config's [student] table)")
@@ -73,20 +73,6 @@ def params_of(args: argparse.Namespace) -> DistillParams:
         return DistillParams(teacher=teacher, student=StudentOptions(**student), **loop)
     except ValidationError as exc:
         raise ConfigError("invalid options:\n  " + "\n  ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
-
-
-def _section(_module: str, path: str, name: str) -> dict[str, Any]:
-    """A table of a TOML/YAML/JSON config file other than [teacher] (empty when absent)."""
-    import json
-    import tomllib
-    from pathlib import Path
-
-    import yaml
-
-    text = Path(path).read_text(encoding="utf-8")
-    data = tomllib.loads(text) if path.endswith(".toml") else json.loads(text) if path.endswith(".json") else yaml.safe_load(text)
-    section = (data or {}).get(name, {})
-    return {str(k).replace("-", "_"): v for k, v in section.items()} if isinstance(section, dict) else {}
 
 
 def run_distill(args: argparse.Namespace) -> int:

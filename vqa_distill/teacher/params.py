@@ -238,7 +238,26 @@ class TeacherParams(BaseModel):
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read a TOML, YAML or JSON config file into a dict of TeacherParams fields."""
+    """Read a TOML, YAML or JSON config file into a dict of TeacherParams fields (its [teacher] table, or all of it)."""
+    data = read_config_file(path)
+    return _options(data.get("teacher", data))
+
+
+def config_table(path: str | Path, name: str) -> dict[str, Any]:
+    """One named table of a config file (``student`` for the distil loop) as options; empty when it has none."""
+    table = read_config_file(path).get(name, {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"config file {path}: '{name}' must be a table of options")
+    return _options(table)
+
+
+def _options(table: dict[str, Any]) -> dict[str, Any]:
+    """Option names as the models spell them: dashes become underscores."""
+    return {str(k).replace("-", "_"): v for k, v in table.items()}
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Parse a TOML, YAML or JSON config file; ConfigError, in one line, for one that cannot be read or is no table."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -257,8 +276,7 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a table of options")
-    section = data.get("teacher", data)
-    return {str(k).replace("-", "_"): v for k, v in section.items()}
+    return data
 
 
 def build_params(values: dict[str, Any]) -> TeacherParams:
