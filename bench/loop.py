@@ -67,6 +67,7 @@ from vqa_distill.cli.demo import (  # noqa: E402  the demo's student: it learns 
     DEMO_MAX_PIXELS,
     DEMO_MERGES,
 )
+from vqa_distill.student.plots import figure_png, new_figure  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -336,14 +337,7 @@ FINAL_HEADER = [
 
 def rouge_curves(arms: dict[str, list[Any]]) -> bytes:
     """Mean ROUGE-L against the teacher's answers on the held-out rows, per round, against teacher requests."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.4, 3.6), dpi=100)
+    figure = new_figure()
     axes = figure.add_subplot()
     for name, records in arms.items():
         shown = [r for r in records if r.rouge_l is not None]
@@ -353,9 +347,7 @@ def rouge_curves(arms: dict[str, list[Any]]) -> bytes:
     axes.set_ylim(0, 1)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
-    return buffer.getvalue()
+    return figure_png(figure, tight=True)
 
 
 def check_same_holdout(outs: dict[str, Path]) -> list[tuple[str, str, str]]:

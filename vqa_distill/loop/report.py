@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from vqa_distill.loop.state import RoundRecord
+from vqa_distill.student.plots import figure_png, new_figure
 
 
 def round_rows(rounds: Sequence[RoundRecord]) -> list[dict[str, Any]]:
@@ -32,12 +33,7 @@ def round_rows(rounds: Sequence[RoundRecord]) -> list[dict[str, Any]]:
 
 def curve_png(arms: dict[str, Sequence[tuple[float, float, float, float]]], *, title: str, x_label: str) -> bytes:
     """Win-or-tie rate (with its interval) against spend, one line per arm: points are (x, rate, low, high)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.4, 3.6), dpi=100)
+    figure = new_figure()
     axes = figure.add_subplot()
     for name, points in arms.items():
         if not points:
@@ -52,11 +48,7 @@ def curve_png(arms: dict[str, Sequence[tuple[float, float, float, float]]], *, t
     axes.grid(alpha=0.3)
     if len(arms) > 1:
         axes.legend(fontsize=8)
-    import io
-
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", bbox_inches="tight")
-    return buffer.getvalue()
+    return figure_png(figure, tight=True)
 
 
 def loop_curve(rounds: Sequence[RoundRecord]) -> bytes:

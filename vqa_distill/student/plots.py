@@ -1,4 +1,8 @@
-"""Draw the loss curve of a run as a PNG (written beside the checkpoint and embedded in a Prefect artifact)."""
+"""Draw the loss curve of a run as a PNG (written beside the checkpoint and embedded in a Prefect artifact).
+
+``new_figure`` and ``figure_png`` are the one way every chart here is drawn and encoded (the loss
+curve, the evaluation's win rates, the distil loop's curve).
+"""
 
 from __future__ import annotations
 
@@ -6,18 +10,17 @@ import base64
 import io
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # matplotlib is imported when a chart is drawn, not with this module
+    from matplotlib.figure import Figure
 
 
 def loss_curve_png(
     loss_points: Sequence[tuple[int, float]], eval_points: Sequence[tuple[int, float]], *, title: str
 ) -> bytes:
     """Render training (and validation) loss by optimizer step; returns PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on workers, and no GUI toolkit import
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(6.4, 3.6), dpi=100)
+    figure = new_figure()
     axes = figure.add_subplot()
     if loss_points:
         axes.plot(*zip(*loss_points, strict=True), marker=".", label="train loss")
@@ -32,8 +35,23 @@ def loss_curve_png(
     if loss_points or eval_points:
         axes.legend()
     figure.tight_layout()
+    return figure_png(figure)
+
+
+def new_figure(width: float = 6.4, height: float = 3.6) -> Figure:
+    """A matplotlib figure drawn off-screen (Agg: no display on workers, no GUI toolkit import)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def figure_png(figure: Figure, *, tight: bool = False) -> bytes:
+    """Encode ``figure`` as PNG bytes (``tight``: crop to what is drawn)."""
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    figure.savefig(buffer, format="png", bbox_inches="tight" if tight else None)
     return buffer.getvalue()
 
 

@@ -7,11 +7,10 @@ like ``plots.py`` (no display on workers) and embedded in the evaluation's Prefe
 
 from __future__ import annotations
 
-import io
 from collections.abc import Mapping
 
 from vqa_distill.student.judged.results import OPPONENTS, RateWithCI
-from vqa_distill.student.plots import markdown_image
+from vqa_distill.student.plots import figure_png, markdown_image, new_figure
 
 ALL_KINDS = "all"  # the key of the overall rate, drawn last
 PARITY = 0.5
@@ -40,14 +39,9 @@ def _tick_label(kind: str, rates: Mapping[str, RateWithCI], opponents: list[str]
 
 def win_rate_chart_png(by_kind: Mapping[str, Mapping[str, RateWithCI]], *, title: str) -> bytes:
     """Render ``by_kind`` (kind -> opponent -> rate) as grouped bars with Wilson error bars; returns PNG bytes."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on workers, and no GUI toolkit import
-    from matplotlib.figure import Figure
-
     kinds = _kinds(by_kind)
     opponents = _opponents(by_kind)
-    figure = Figure(figsize=(max(6.4, 1.3 * len(kinds) + 2.0), 3.8), dpi=100)
+    figure = new_figure(max(6.4, 1.3 * len(kinds) + 2.0), 3.8)
     axes = figure.add_subplot()
     width = GROUP_WIDTH / max(len(opponents), 1)
     for slot, opponent in enumerate(opponents):
@@ -79,9 +73,7 @@ def win_rate_chart_png(by_kind: Mapping[str, Mapping[str, RateWithCI]], *, title
     if opponents:
         axes.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: bars reach 1
     figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure_png(figure)
 
 
 def win_rate_markdown(png: bytes, caption: str) -> str:
