@@ -58,9 +58,10 @@ def load_cases(dataset: Path, *, limit: int | None = None, system: str | None = 
     """
     if not dataset.is_file():
         raise ConfigError(f"no dataset at {dataset}: pass a run's val.jsonl or an ms-swift jsonl")
-    metas = _metas(dataset)
+    lines = dataset.read_text(encoding="utf-8").splitlines()
+    metas = _metas(dataset, lines)
     cases: list[EvalCase] = []
-    for number, row in _rows(dataset):
+    for number, row in _rows(dataset, lines):
         if limit is not None and len(cases) >= limit:
             break
         case = _case(row, len(cases), metas.get(number, {}), system)
@@ -69,8 +70,8 @@ def load_cases(dataset: Path, *, limit: int | None = None, system: str | None = 
     return cases
 
 
-def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+def _rows(path: Path, lines: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:
@@ -81,7 +82,7 @@ def _rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             yield number, row
 
 
-def _metas(dataset: Path) -> dict[int, dict[str, Any]]:
+def _metas(dataset: Path, lines: list[str]) -> dict[int, dict[str, Any]]:
     """Line number -> metadata, when the meta file has as many lines as the dataset (else none: it is stale).
 
     A meta file that is not JSON lines (cut short, edited by hand) is no better than a stale one: ignored.
@@ -95,7 +96,6 @@ def _metas(dataset: Path) -> dict[int, dict[str, Any]]:
         return {}
     if not all(isinstance(meta, dict) for meta in metas):
         return {}
-    lines = dataset.read_text(encoding="utf-8").splitlines()
     numbers = [number for number, line in enumerate(lines, start=1) if line.strip()]
     return dict(zip(numbers, metas, strict=True)) if len(metas) == len(numbers) else {}
 
